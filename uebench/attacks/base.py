@@ -1,0 +1,59 @@
+"""Attacks: they craft the noise δ that makes a training set unlearnable (or a baseline's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+
+from uebench.noise import Noise
+from uebench.progress import NULL_REPORTER, Reporter
+
+
+@dataclass
+class CraftContext:
+    """Everything an attack may use.  ``x`` is the whole (protocol-sized) training set."""
+
+    x: torch.Tensor  # uint8 N×C×H×W on ``device``
+    y: torch.Tensor  # int64 N on ``device``
+    num_classes: int
+    eps: float
+    seed: int
+    device: torch.device
+    precision: str
+    channels_last: bool
+    protocol: "object"  # uebench.protocols.Protocol
+    build_model: Callable[[str], torch.nn.Module]  # victim name → fresh model on ``device``
+    generator: torch.Generator
+    reporter: Reporter = NULL_REPORTER
+
+
+class Attack:
+    """Base class of attack plugins.
+
+    Subclasses set ``name``, declare ``Options`` (a dataclass; ``None`` fields are filled from
+    the protocol and ε by ``resolve``) and implement ``craft``.  ``cacheable = False`` skips
+    the noise cache (for attacks cheaper to redo than to store).
+    """
+
+    name: str = ""
+    Options = None
+    cacheable: bool = True
+
+    def __init__(self, options=None):
+        self.options = options if options is not None else (self.Options() if self.Options else None)
+
+    def resolve(self, protocol, eps: float):
+        """Return a copy of the options with every protocol- or ε-dependent default made concrete."""
+        return replace(self.options) if self.options is not None else None
+
+    def craft(self, ctx: CraftContext) -> Noise | None:
+        """Return the noise for ``ctx.x`` (``None`` = clean data)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        from uebench.options import options_dict
+
+        args = ", ".join(f"{k}={v!r}" for k, v in options_dict(self.options).items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,227 @@
+"""Error-minimizing noise by PGD — Huang et al., "Unlearnable Examples", ICLR 2021, Algorithm 1.
+
+https://arxiv.org/abs/2101.04898.  Norm: L∞.  Solves min_θ E[min_{‖δ‖∞≤ε} L(f_θ(x+δ), y)] by
+alternating M SGD steps on θ with a PGD pass over the data that *descends* the loss in δ:
+x' ← Π_ε(x' − α·sign(∇ₓL)), until the source model's error on (x+δ) is below λ.
+
+Options (None = paper default for the form, or the protocol's value):
+
+- ``form``: ``sample`` (Δs, one δ per image) or ``class`` (Δc, one δ per class, crafted on a
+  stratified ``class_subset`` fraction of the data, δ_k averaged over each batch's class-k
+  examples as in the reference code).
+- ``steps`` T (20 for Δs, 1 for Δc), ``step_size`` α (ε/10), ``stop_error`` λ (0.01 / 0.1).
+- ``model_steps`` M, ``source`` (any registered victim), ``source_lr``, ``batch_size``,
+  ``max_iters`` (cap on outer iterations): from the protocol.
+
+Shapes: δ is N×C×H×W (sample) or K×C×H×W (class), float32 on the [0, 1] pixel scale.
+
+Example: ``uebench run --attack errmin-pgd -o form=class -o max_iters=50``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from uebench.attacks.base import Attack, CraftContext
+from uebench.compute import autocast
+from uebench.hookspecs import hookimpl
+from uebench.noise import FORMS, Noise, to_unit_float
+from uebench.options import option
+from uebench.protocols import stratified_subset
+
+PAPER_DEFAULTS = {"sample": {"steps": 20, "stop_error": 0.01}, "class": {"steps": 1, "stop_error": 0.1}}
+
+
+class ErrMinPGD(Attack):
+    """Error-minimizing (min-min) noise by PGD, sample-wise or class-wise (Huang et al. 2021)."""
+
+    name = "errmin-pgd"
+
+    @dataclass
+    class Options:
+        form: str = option("sample", help="sample: one δ per image (Δs); class: one δ per class (Δc)", choices=FORMS)
+        steps: int | None = option(None, help="T, PGD steps per pass (paper: 20 for Δs, 1 for Δc)")
+        step_size: float | None = option(None, help="α, PGD step on the [0,1] pixel scale (paper: ε/10)")
+        stop_error: float | None = option(None, help="λ, stop when the source model's error on x+δ < λ (paper: 0.01 Δs, 0.1 Δc)")
+        model_steps: int | None = option(None, help="M, SGD steps of the source model between passes (protocol)")
+        source: str | None = option(None, help="source model, any registered victim (protocol)")
+        source_lr: float | None = option(None, help="source model's SGD learning rate (protocol)")
+        batch_size: int | None = option(None, help="batch size for model steps and PGD passes (protocol)")
+        max_iters: int | None = option(None, help="cap on outer iterations; the row records if it, not λ, ended crafting (protocol)")
+        class_subset: float = option(0.2, help="fraction of the data class-wise noise is crafted on (paper: 0.2)")
+
+        def validate(self):
+            for key in ("steps", "model_steps", "batch_size", "max_iters"):
+                value = getattr(self, key)
+                if value is not None and value < 1:
+                    raise ValueError(f"{key} must be >= 1, got {value}")
+            if self.step_size is not None and self.step_size <= 0:
+                raise ValueError(f"step_size must be > 0, got {self.step_size}")
+            if self.stop_error is not None and not 0 <= self.stop_error <= 1:
+                raise ValueError(f"stop_error must be in [0, 1], got {self.stop_error}")
+            if not 0 < self.class_subset <= 1:
+                raise ValueError(f"class_subset must be in (0, 1], got {self.class_subset}")
+
+    def resolve(self, protocol, eps):
+        o = self.options
+        paper = PAPER_DEFAULTS[o.form]
+        return replace(
+            o,
+            steps=o.steps if o.steps is not None else paper["steps"],
+            step_size=o.step_size if o.step_size is not None else eps / 10,
+            stop_error=o.stop_error if o.stop_error is not None else paper["stop_error"],
+            model_steps=o.model_steps if o.model_steps is not None else protocol.craft_model_steps,
+            source=o.source if o.source is not None else protocol.source,
+            source_lr=o.source_lr if o.source_lr is not None else protocol.craft_lr,
+            batch_size=o.batch_size if o.batch_size is not None else protocol.craft_batch_size,
+            max_iters=o.max_iters if o.max_iters is not None else protocol.craft_max_iters,
+        )
+
+    def craft(self, ctx: CraftContext) -> Noise:
+        o = self.resolve(ctx.protocol, ctx.eps)
+        return MinMinCrafter(o, ctx).run()
+
+
+class MinMinCrafter:
+    """One run of Algorithm 1; kept as an object so each phase reads as its own method."""
+
+    def __init__(self, o: ErrMinPGD.Options, ctx: CraftContext):
+        self.o, self.ctx = o, ctx
+        self.model = ctx.build_model(o.source)
+        params = list(self.model.parameters())
+        self.optimizer = torch.optim.SGD(params, lr=o.source_lr, momentum=0.9, weight_decay=5e-4)
+        if o.form == "class":  # craft on a stratified subset; δ_k then applies to every class-k image
+            per_class = max(1, int(round(o.class_subset * len(ctx.y) / ctx.num_classes)))
+            counts = torch.bincount(ctx.y.cpu(), minlength=ctx.num_classes)
+            per_class = min(per_class, int(counts.min()))
+            self.index = stratified_subset(ctx.y.cpu(), per_class, ctx.seed).to(ctx.device)
+            rows = ctx.num_classes
+        else:
+            self.index = torch.arange(len(ctx.y), device=ctx.device)
+            rows = len(ctx.y)
+        shape = (rows, *ctx.x.shape[1:])
+        # the reference code starts from uniform noise in [-ε, ε]
+        self.delta = ((torch.rand(shape, generator=ctx.generator) * 2 - 1) * ctx.eps).to(ctx.device)
+        self._order = torch.empty(0, dtype=torch.long, device=ctx.device)
+        self._cursor = 0
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _layout(self, x):
+        return x.contiguous(memory_format=torch.channels_last) if self.ctx.channels_last else x
+
+    def _delta_of(self, pos: torch.Tensor) -> torch.Tensor:
+        """δ rows for positions ``pos`` of ``self.index``."""
+        return self.delta[self.ctx.y[self.index[pos]]] if self.o.form == "class" else self.delta[self.index[pos]]
+
+    def _next_batch(self) -> torch.Tensor:
+        """Positions of the next model-step batch; one shuffled sweep after another, across iterations."""
+        if self._cursor >= len(self._order):
+            self._order = torch.randperm(len(self.index), generator=self.ctx.generator).to(self.ctx.device)
+            self._cursor = 0
+        pos = self._order[self._cursor : self._cursor + self.o.batch_size]
+        self._cursor += self.o.batch_size
+        return pos
+
+    def _set_trainable(self, flag: bool):
+        self.model.train(flag)
+        for p in self.model.parameters():
+            p.requires_grad_(flag)
+
+    # -- the two phases ----------------------------------------------------------------------
+    def model_steps(self) -> float:
+        """M SGD steps of θ on (x + δ, y); returns the mean loss."""
+        ctx, total = self.ctx, 0.0
+        self._set_trainable(True)
+        for _ in range(self.o.model_steps):
+            pos = self._next_batch()
+            sample = self.index[pos]
+            x = (to_unit_float(ctx.x[sample]) + self._delta_of(pos)).clamp_(0, 1)
+            with autocast(ctx.device, ctx.precision):
+                loss = F.cross_entropy(self.model(self._layout(x)).float(), ctx.y[sample])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item()
+        return total / self.o.model_steps
+
+    def pgd(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """T steps of x' ← Π_ε(x' − α·sign(∇ₓL(f(x'), y))) from x' = clip(x + δ); returns the new δ."""
+        ctx, o = self.ctx, self.o
+        for _ in range(o.steps):
+            x_adv = self._layout((x + delta).clamp_(0, 1)).requires_grad_(True)
+            with autocast(ctx.device, ctx.precision):
+                loss = F.cross_entropy(self.model(x_adv).float(), y)
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            delta = (x_adv.detach() - o.step_size * grad.sign() - x).clamp_(-ctx.eps, ctx.eps)
+        return delta
+
+    @torch.no_grad()
+    def _correct(self, x, y, delta) -> int:
+        with autocast(self.ctx.device, self.ctx.precision):
+            logits = self.model(self._layout((x + delta).clamp_(0, 1)))
+        return int((logits.argmax(1) == y).sum())
+
+    def perturbation_pass(self) -> float:
+        """Update δ over the whole crafting set with the model fixed; returns the error on x+δ.
+
+        Sample-wise: each batch is measured right after its PGD steps, while it is in memory —
+        the model is frozen for the pass, so this equals the reference code's separate
+        evaluation pass but reads and stages the data once instead of twice.
+        Class-wise: δ_k moves after every batch, so the error needs a pass with the final δ.
+        """
+        ctx, o = self.ctx, self.o
+        self._set_trainable(False)
+        correct = 0
+        for start in range(0, len(self.index), o.batch_size):
+            pos = torch.arange(start, min(start + o.batch_size, len(self.index)), device=ctx.device)
+            sample = self.index[pos]
+            x, y = to_unit_float(ctx.x[sample]), ctx.y[sample]
+            eta = self.pgd(x, y, self._delta_of(pos))
+            if o.form == "sample":
+                self.delta[sample] = eta
+                correct += self._correct(x, y, eta)
+            else:  # δ_k ← clip(mean of the batch's class-k etas)
+                sums = torch.zeros_like(self.delta).index_add_(0, y, eta)
+                counts = torch.bincount(y, minlength=ctx.num_classes)
+                present = counts > 0
+                self.delta[present] = (sums[present] / counts[present].view(-1, 1, 1, 1)).clamp_(-ctx.eps, ctx.eps)
+        if o.form == "class":
+            for start in range(0, len(self.index), o.batch_size):
+                pos = torch.arange(start, min(start + o.batch_size, len(self.index)), device=ctx.device)
+                sample = self.index[pos]
+                correct += self._correct(to_unit_float(ctx.x[sample]), ctx.y[sample], self._delta_of(pos))
+        return 1.0 - correct / len(self.index)
+
+    def run(self) -> Noise:
+        o, ctx = self.o, self.ctx
+        history, start = [], time.perf_counter()
+        bar = ctx.reporter.task(f"crafting Δ{o.form[0]} (errmin-pgd)", total=o.max_iters)
+        stop_reason, error = "max_iters", math.nan
+        for iteration in range(1, o.max_iters + 1):
+            loss = self.model_steps()
+            error = self.perturbation_pass()
+            history.append({"iteration": iteration, "model_loss": loss, "error": error, "seconds": time.perf_counter() - start})
+            bar.update(1, error=error, **{"λ": o.stop_error})
+            if error < o.stop_error:
+                stop_reason = "stop_error"
+                break
+        bar.close()
+        meta = {
+            "attack": ErrMinPGD.name,
+            "stop_reason": stop_reason,
+            "iterations": len(history),
+            "final_error": error,
+            "history": history,
+            "source": o.source,
+        }
+        return Noise(self.delta.detach().clone(), o.form, ctx.eps, meta)
+
+
+@hookimpl
+def register_attacks(register):
+    register(ErrMinPGD)

@@ -1,0 +1,40 @@
+"""Turn uebench's own exceptions into one-paragraph CLI errors (no tracebacks), with exit codes:
+2 for bad input (unknown name, malformed option, value out of range), 1 for runtime failures."""
+
+from __future__ import annotations
+
+import click
+
+from uebench.datasets.base import DataUnavailableError
+from uebench.noise import NoiseFileError
+from uebench.options import OptionError
+from uebench.registry import UnknownNameError
+
+
+class BadInput(click.UsageError):
+    """Exit code 2 with the message, and no usage banner (the message says what to do)."""
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+class ErrorHandlingGroup(click.Group):
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None:  # a plugin may add it; load plugins only now (lazily)
+            from uebench.plugins import get_host
+
+            host = get_host((ctx.obj or {}).get("plugins_dirs", ()) if ctx.obj else ctx.params.get("plugins_dirs", ()))
+            host.commands(self)
+            command = super().get_command(ctx, name)
+        return command
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (UnknownNameError, OptionError) as exc:
+            raise BadInput(str(exc).strip("'\"")) from None
+        except DataUnavailableError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (NoiseFileError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None

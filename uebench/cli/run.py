@@ -1,0 +1,98 @@
+"""``uebench run``: one cell — craft or load noise, poison, train under a defense, evaluate, record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from uebench.compute import PRECISIONS
+from uebench.options import OptionError, parse_assignments, parse_fraction
+
+
+class FractionType(click.ParamType):
+    """Accepts ``8/255``, ``0.031`` or ``1e-2``."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_fraction(value, param.name if param else "value")
+        except OptionError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.command()
+@click.option("--attack", default="errmin-pgd", show_default=True, help="Attack name (see `uebench attacks list`).")
+@click.option("--defense", default="none", show_default=True, help="Defense name (see `uebench defenses list`).")
+@click.option("--victim", default=None, help="Victim name, or timm:<model>; default: the protocol's victim.")
+@click.option("--dataset", default="cifar10", show_default=True, help="Dataset name (see `uebench datasets list`).")
+@click.option("--protocol", default=None, help="smoke | cpu | paper; default: paper with CUDA, cpu without.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--eps", default="8/255", show_default=True, type=FractionType(), help="L∞ budget on the [0,1] pixel scale.")
+@click.option("--poison-rate", default="1", show_default=True, type=FractionType(), help="Fraction of training samples poisoned, in [0, 1].")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Attack/defense/victim option (repeatable); prefix attack./defense./victim. if ambiguous.")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Dataset root (else $UEBENCH_DATA, else ~/.cache/uebench).")
+@click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False), help="Folder for results.csv and curves/.")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS), help="auto = bf16 on GPUs and bf16-capable CPUs, else fp32.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results row as JSON; no progress bars.")
+@click.pass_context
+def run(ctx, attack, defense, victim, dataset, protocol, seed, eps, poison_rate, options, data_dir, out, cache_dir, device, precision, as_json):
+    """Run one cell and append its row to OUT/results.csv.
+
+    Example: uebench run --attack errmin-pgd -o form=class --defense cutmix
+    """
+    from uebench.plugins import get_host
+    from uebench.progress import Reporter
+    from uebench.protocols import default_protocol_name, get_protocol
+    from uebench.runner import CellSpec, prepare, route_options, run_cell
+
+    plugins_dirs = ctx.obj["plugins_dirs"]
+    host = get_host(plugins_dirs)
+    for info in host.failures:
+        click.echo(f"warning: plugin {info.name!r} ({info.source}) failed to load: {info.error}", err=True)
+    chosen_protocol = get_protocol(protocol or default_protocol_name())
+    host.attacks.get(attack), host.defenses.get(defense)  # unknown names fail before option routing
+    a_opts, d_opts, v_opts = route_options(parse_assignments(options), host, attack, defense, victim, chosen_protocol)
+    spec = CellSpec(
+        attack=attack, defense=defense, victim=victim, dataset=dataset, protocol=protocol, seed=seed, eps=eps,
+        poison_rate=poison_rate, attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
+        data_dir=data_dir, out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, device=device,
+        precision=precision, plugins_dirs=plugins_dirs,
+    )
+    with Reporter(quiet=as_json) as reporter:
+        cell = prepare(spec, reporter)
+        row = run_cell(cell, reporter)
+    if as_json:
+        click.echo(json.dumps(row, default=str))
+    else:
+        Console().print(summary_table(row))
+        click.echo(f"row appended to {Path(out) / 'results.csv'}")
+
+
+def summary_table(row: dict) -> Table:
+    table = Table(title=f"uebench cell {row['run_id']}", show_header=True)
+    table.add_column("field")
+    table.add_column("value")
+    shown = [
+        ("protocol", f"{row['protocol']} v{row['protocol_version']}"),
+        ("dataset", row["dataset"]),
+        ("attack", f"{row['attack']} {row['attack_options']}"),
+        ("ε / poison rate", f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255) / {row['poison_rate']:g}"),
+        ("defense", f"{row['defense']} {row['defense_options']}"),
+        ("victim", row["victim"]),
+        ("clean test acc (final)", f"[bold]{row['final_test_acc'] * 100:.2f}%[/]"),
+        ("clean test acc (best, epoch)", f"{row['best_test_acc'] * 100:.2f}% (epoch {row['best_epoch']})"),
+        ("train acc (final)", f"{row['final_train_acc'] * 100:.2f}%"),
+        ("crafting", f"{row['craft_seconds']:.1f}s" + (" (cached)" if row["noise_cached"] else "")
+         + (f", stopped by {row['craft_stop_reason']} after {row['craft_iterations']} iterations, error {row['craft_final_error']:.4f}" if row["craft_stop_reason"] else "")),
+        ("training", f"{row['train_seconds']:.1f}s on {row['device']} ({row['precision']})"),
+    ]
+    for name, value in shown:
+        table.add_row(name, str(value))
+    return table

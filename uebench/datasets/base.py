@@ -1,0 +1,142 @@
+"""Datasets: where they live on disk (uebench's dataset-cache layout) and the tensors they yield.
+
+Layout of one dataset ``<root>/<name>/``: ``train-*.npz`` and ``test.npz``, each with ``x``
+(uint8, N×H×W×C) and ``y`` (int64).  Roots are searched in order: ``--data-dir``, then
+``$UEBENCH_DATA``, then the user cache (``$XDG_CACHE_HOME/uebench`` or ``~/.cache/uebench``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset is in none of the places looked at and could not be downloaded."""
+
+
+@dataclass
+class ImageData:
+    """A whole dataset as uint8 NCHW tensors (kept whole on the compute device during training)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to(self, device) -> "ImageData":
+        return ImageData(*(t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)), self.classes)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "uebench"
+
+
+def candidate_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The data roots in the order they are searched."""
+    roots = []
+    if data_dir:
+        roots.append(Path(data_dir))
+    if os.environ.get("UEBENCH_DATA"):
+        roots.append(Path(os.environ["UEBENCH_DATA"]))
+    roots.append(default_cache_dir())
+    return roots
+
+
+def has_layout(folder: Path) -> bool:
+    return (folder / "test.npz").is_file() and any(folder.glob("train-*.npz"))
+
+
+def read_layout(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``train-*.npz`` (in name order) and ``test.npz`` → (x_train, y_train, x_test, y_test) HWC."""
+    parts = [np.load(f) for f in sorted(folder.glob("train-*.npz"))]
+    x_train = np.concatenate([p["x"] for p in parts])
+    y_train = np.concatenate([p["y"] for p in parts]).astype(np.int64)
+    test = np.load(folder / "test.npz")
+    return x_train, y_train, test["x"], test["y"].astype(np.int64)
+
+
+def write_layout(folder: Path, x_train, y_train, x_test, y_test, shard: int = 10_000) -> None:
+    """Write the cache layout atomically per file (temp name, then rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def put(name, **arrays):
+        tmp = folder / f".{name}.tmp.npz"
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, folder / name)
+
+    for k, start in enumerate(range(0, len(x_train), shard)):
+        sl = slice(start, start + shard)
+        put(f"train-{k:02d}.npz", x=x_train[sl], y=y_train[sl], index=np.arange(len(x_train))[sl])
+    put("test.npz", x=x_test, y=y_test)
+
+
+def hwc_to_tensor(x: np.ndarray) -> torch.Tensor:
+    """uint8 N×H×W×C (or N×H×W) → uint8 N×C×H×W tensor."""
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.dtype != np.uint8:
+        raise ValueError(f"dataset images must be uint8, got {x.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+class Dataset:
+    """Base class of dataset plugins.  Subclasses set ``name``, ``classes`` and ``image_shape``."""
+
+    name: str = ""
+    classes: tuple[str, ...] = ()
+    image_shape: tuple[int, int, int] = (3, 32, 32)
+
+    def __init__(self, options=None):
+        self.options = options
+
+    Options = None
+
+    def download(self, folder: Path) -> None:
+        """Fetch the data into ``folder`` in the cache layout; raise on failure (e.g. offline)."""
+        raise NotImplementedError(f"dataset {self.name!r} cannot be downloaded automatically")
+
+    def load(self, data_dir: str | os.PathLike | None = None, download: bool = True) -> ImageData:
+        roots = candidate_roots(data_dir)
+        looked = []
+        for root in roots:
+            folder = root / self.name
+            looked.append(folder)
+            if has_layout(folder):
+                return self._from_folder(folder)
+        errors = []
+        if download:
+            for root in roots:  # first writable root wins
+                folder = root / self.name
+                try:
+                    self.download(folder)
+                    return self._from_folder(folder)
+                except Exception as exc:  # offline, read-only, not supported ...
+                    errors.append(f"{folder}: {type(exc).__name__}: {exc}")
+        where = "\n".join(f"  - {p}" for p in looked)
+        tried = ("\nDownload attempts failed:\n" + "\n".join(f"  - {e}" for e in errors)) if errors else ""
+        raise DataUnavailableError(
+            f"dataset {self.name!r} was not found. Looked for train-*.npz and test.npz in:\n{where}{tried}\n"
+            f"Provide it with --data-dir DIR or UEBENCH_DATA=DIR, where DIR/{self.name}/ holds the "
+            f"cache layout (see README), or run once with internet access to download it."
+        )
+
+    def _from_folder(self, folder: Path) -> ImageData:
+        x_train, y_train, x_test, y_test = read_layout(folder)
+        return ImageData(
+            hwc_to_tensor(x_train),
+            torch.from_numpy(y_train),
+            hwc_to_tensor(x_test),
+            torch.from_numpy(y_test),
+            list(self.classes),
+        )

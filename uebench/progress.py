@@ -1,0 +1,73 @@
+"""Progress reporting for long loops (crafting, training): rich bars, or silence for ``--json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class Task:
+    """One bar; ``update(advance=1, status=...)`` moves it and shows live numbers."""
+
+    def __init__(self, progress: Progress | None, task_id=None):
+        self._progress, self._id = progress, task_id
+
+    def update(self, advance: float = 1, total: float | None = None, **status: Any) -> None:
+        if self._progress is None:
+            return
+        text = "  ".join(f"{k}={_fmt(v)}" for k, v in status.items())
+        kwargs = {"status": text} if status else {}
+        if total is not None:
+            kwargs["total"] = total
+        self._progress.update(self._id, advance=advance, **kwargs)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop_task(self._id)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class Reporter:
+    """Creates bars on a shared rich console; ``Reporter(quiet=True)`` draws nothing."""
+
+    def __init__(self, quiet: bool = False, console: Console | None = None):
+        self.quiet = quiet
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+
+    def __enter__(self) -> "Reporter":
+        if not self.quiet:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def task(self, description: str, total: float | None) -> Task:
+        if self._progress is None:
+            return Task(None)
+        return Task(self._progress, self._progress.add_task(description, total=total, status=""))
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message)
+
+
+NULL_REPORTER = Reporter(quiet=True)

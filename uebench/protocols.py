@@ -1,0 +1,102 @@
+"""Protocols: named, versioned experiment scales.  Rows are comparable only within one protocol.
+
+``paper`` is the paper's setting (a GPU); ``cpu`` keeps the paper's effects visible on two CPU
+cores in minutes; ``smoke`` is for tests.  Changing any number of a protocol means bumping its
+``version`` (it is part of every cache key and results row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from uebench.training import TrainSettings
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    description: str
+    # data
+    train_per_class: int | None  # stratified subset of the training set; None = all of it
+    test_per_class: int | None
+    # victim training (paper: SGD, momentum 0.9, lr 0.025, cosine, 60 epochs, batch 128)
+    victim: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 5e-4
+    # Algorithm 1 knobs the paper fixes only for its own scale (ε, α = ε/10, T, λ stay the paper's)
+    source: str = "resnet18"
+    craft_model_steps: int = 10  # M
+    craft_lr: float = 0.1
+    craft_batch_size: int = 512
+    craft_max_iters: int = 100
+    subset_seed: int = 0  # the subset is fixed by the protocol, not by the run's seed
+
+    def train_settings(self, precision: str, channels_last: bool = True) -> TrainSettings:
+        return TrainSettings(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            weight_decay=self.weight_decay, precision=precision, channels_last=channels_last,
+        )
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol(
+            name="paper", version=1,
+            description="Huang et al. 2021: full CIFAR-10, ResNet-18 source and victim, 60 epochs (GPU)",
+            train_per_class=None, test_per_class=None, victim="resnet18",
+            epochs=60, batch_size=128, lr=0.025,
+            source="resnet18", craft_model_steps=10, craft_lr=0.1, craft_batch_size=512, craft_max_iters=100,
+        ),
+        Protocol(
+            name="cpu", version=1,
+            description="2 CPU cores: stratified 10k-image CIFAR-10 subset, cnn-small source and victim",
+            train_per_class=1000, test_per_class=None, victim="cnn-small",
+            epochs=15, batch_size=128, lr=0.05,
+            source="cnn-small", craft_model_steps=20, craft_lr=0.1, craft_batch_size=256, craft_max_iters=30,
+        ),
+        Protocol(
+            name="smoke", version=1,
+            description="seconds per cell, for tests: 500 training images, cnn-tiny, 2 epochs",
+            train_per_class=50, test_per_class=20, victim="cnn-tiny",
+            epochs=2, batch_size=128, lr=0.05,
+            source="cnn-tiny", craft_model_steps=2, craft_lr=0.1, craft_batch_size=250, craft_max_iters=2,
+        ),
+    )
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    from uebench.registry import UnknownNameError
+
+    if name not in PROTOCOLS:
+        raise UnknownNameError("protocol", name, sorted(PROTOCOLS))
+    return PROTOCOLS[name]
+
+
+def default_protocol_name() -> str:
+    """``paper`` where a GPU is available, ``cpu`` otherwise."""
+    return "paper" if torch.cuda.is_available() else "cpu"
+
+
+def stratified_subset(y: torch.Tensor, per_class: int | None, seed: int) -> torch.Tensor:
+    """Indices of ``per_class`` samples of each class, drawn with ``seed`` (sorted); all if None."""
+    if per_class is None:
+        return torch.arange(len(y))
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for k in torch.unique(y).tolist():
+        members = torch.nonzero(y == k).flatten()
+        if len(members) < per_class:
+            raise ValueError(f"class {k} has {len(members)} samples, protocol asks for {per_class}")
+        picks.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+    return torch.cat(picks).sort().values

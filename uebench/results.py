@@ -1,0 +1,62 @@
+"""Results rows: one per cell, appended atomically to a CSV, with the per-epoch curve beside it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock
+
+# The schema every results CSV starts with; plugins' rows may add columns after these.
+COLUMNS = (
+    "run_id", "timestamp", "uebench_version", "git_sha", "protocol", "protocol_version", "dataset",
+    "attack", "attack_options", "eps", "poison_rate", "defense", "defense_options", "victim",
+    "victim_options", "epochs", "seed", "final_test_acc", "best_test_acc", "best_epoch",
+    "final_train_acc", "craft_seconds", "train_seconds", "device", "precision", "noise_key",
+    "noise_cached", "craft_stop_reason", "craft_iterations", "craft_final_error", "train_size", "test_size",
+)
+
+
+def git_sha(path: Path | None = None) -> str:
+    """The commit of the uebench source tree, or '' when it is not a git checkout."""
+    here = path or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` to the CSV at ``path``: rewrite to a temp file and rename, under a lock,
+    so concurrent cells never interleave and a crash never leaves half a row."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        new = pd.DataFrame([row])
+        frame = pd.concat([pd.read_csv(path), new], ignore_index=True) if path.exists() else new
+        ordered = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
+        _atomic_write_csv(frame[ordered], path)
+
+
+def write_curve(path: Path, history: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_csv(pd.DataFrame(history), path)
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
