@@ -9,15 +9,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class Task:
-    """One bar; ``update(advance=1, status=...)`` moves it and shows live numbers."""
+    """One bar; ``update(advance=1, status=...)`` moves it and shows live numbers.
 
-    def __init__(self, progress: Progress | None, task_id=None):
+    Without a terminal (logs, CI, ``nohup``) a bar would only appear at the end, so each
+    update is printed as a plain line instead.
+    """
+
+    def __init__(self, progress: Progress | None, task_id=None, console: Console | None = None, description: str = "", total=None):
         self._progress, self._id = progress, task_id
+        self._console, self._description, self._total, self._done = console, description, total, 0
 
     def update(self, advance: float = 1, total: float | None = None, **status: Any) -> None:
+        text = "  ".join(f"{k}={_fmt(v)}" for k, v in status.items())
+        if self._console is not None:
+            self._done += advance
+            self._total = total if total is not None else self._total
+            self._console.print(f"{self._description} {self._done:g}/{self._total or '?'}  {text}", highlight=False)
+            return
         if self._progress is None:
             return
-        text = "  ".join(f"{k}={_fmt(v)}" for k, v in status.items())
         kwargs = {"status": text} if status else {}
         if total is not None:
             kwargs["total"] = total
@@ -41,7 +51,7 @@ class Reporter:
         self._progress: Progress | None = None
 
     def __enter__(self) -> "Reporter":
-        if not self.quiet:
+        if not self.quiet and self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -61,8 +71,10 @@ class Reporter:
             self._progress = None
 
     def task(self, description: str, total: float | None) -> Task:
-        if self._progress is None:
+        if self.quiet:
             return Task(None)
+        if self._progress is None:  # no terminal: plain lines
+            return Task(None, console=self.console, description=description, total=total)
         return Task(self._progress, self._progress.add_task(description, total=total, status=""))
 
     def log(self, message: str) -> None:

@@ -169,6 +169,7 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> dict:
             if noise is not None:
                 cached = True
                 noise = noise.to(device)
+                craft_seconds = float(noise.meta.get("craft_seconds", 0.0))  # what crafting it cost
                 reporter.log(f"noise cache hit: {cache.path(key)}")
             else:
                 if why != "miss":

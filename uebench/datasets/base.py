@@ -7,6 +7,7 @@ Layout of one dataset ``<root>/<name>/``: ``train-*.npz`` and ``test.npz``, each
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,16 @@ def read_layout(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     y_train = np.concatenate([p["y"] for p in parts]).astype(np.int64)
     test = np.load(folder / "test.npz")
     return x_train, y_train, test["x"], test["y"].astype(np.int64)
+
+
+def _mtime(folder: Path) -> float:
+    return max(f.stat().st_mtime for f in [folder / "test.npz", *folder.glob("train-*.npz")])
+
+
+@functools.lru_cache(maxsize=2)
+def _read_layout_memo(folder: Path, mtime: float):
+    """Decompressing CIFAR-10 takes seconds; cells run in one process (tests, sweeps) share it."""
+    return read_layout(folder)
 
 
 def write_layout(folder: Path, x_train, y_train, x_test, y_test, shard: int = 10_000) -> None:
@@ -132,7 +143,7 @@ class Dataset:
         )
 
     def _from_folder(self, folder: Path) -> ImageData:
-        x_train, y_train, x_test, y_test = read_layout(folder)
+        x_train, y_train, x_test, y_test = _read_layout_memo(folder.resolve(), _mtime(folder))
         return ImageData(
             hwc_to_tensor(x_train),
             torch.from_numpy(y_train),
