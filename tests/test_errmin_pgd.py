@@ -1,0 +1,168 @@
+"""errmin-pgd (Huang et al. 2021, Algorithm 1): PGD *descends* the loss, δ stays in the ε-ball,
+and ``resolve`` fills the paper's defaults and the protocol's values."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_ctx
+from uebench.attacks.errmin_pgd import PAPER_DEFAULTS, ErrMinPGD, MinMinCrafter
+from uebench.noise import to_unit_float
+from uebench.options import OptionError, build_options
+from uebench.protocols import get_protocol
+
+EPS = 8 / 255
+
+
+def _crafter(form="sample", eps=EPS, **opts):
+    ctx = make_ctx(n_per_class=4, eps=eps)
+    options = build_options(ErrMinPGD.Options, dict(form=form, **opts))
+    resolved = ErrMinPGD(options).resolve(ctx.protocol, eps)
+    crafter = MinMinCrafter(resolved, ctx)
+    crafter._set_trainable(False)
+    return crafter, ctx
+
+
+def _loss(model, x, delta, y):
+    with torch.no_grad():
+        return F.cross_entropy(model((x + delta).clamp(0, 1)), y).item()
+
+
+def test_pgd_descends_the_loss_and_stays_in_the_ball():
+    crafter, ctx = _crafter(steps=10)
+    x, y = to_unit_float(ctx.x), ctx.y
+    start = crafter.delta.clone()
+    before = _loss(crafter.model, x, start, y)
+    delta = crafter.pgd(x, y, start.clone())
+    after = _loss(crafter.model, x, delta, y)
+    assert after < before, (before, after)
+    assert delta.shape == start.shape
+    assert delta.abs().max().item() <= EPS + 1e-7
+    assert not torch.equal(delta, start)
+    # PGD starts from clip(x + δ) and each step moves by α at most: T steps stay within T·α of it
+    effective_start = (x + start).clamp(0, 1) - x
+    assert (delta - effective_start).abs().max().item() <= 10 * EPS / 10 + 1e-6
+
+
+def test_pgd_each_extra_step_keeps_descending_on_average():
+    crafter, ctx = _crafter(steps=1)
+    x, y = to_unit_float(ctx.x), ctx.y
+    delta = crafter.delta.clone()
+    losses = [_loss(crafter.model, x, delta, y)]
+    for _ in range(5):
+        delta = crafter.pgd(x, y, delta)
+        assert delta.abs().max().item() <= EPS + 1e-7
+        losses.append(_loss(crafter.model, x, delta, y))
+    assert losses[-1] < losses[0]
+
+
+def test_negated_step_would_ascend():
+    """Contrast: the same update with the sign flipped (error-maximising) raises the loss."""
+    crafter, ctx = _crafter(steps=10)
+    x, y = to_unit_float(ctx.x), ctx.y
+    start = crafter.delta.clone()
+    crafter.o = replace(crafter.o, step_size=-crafter.o.step_size)
+    ascended = crafter.pgd(x, y, start.clone())
+    assert _loss(crafter.model, x, ascended, y) > _loss(crafter.model, x, start, y)
+    assert ascended.abs().max().item() <= EPS + 1e-7
+
+
+def test_initial_delta_is_uniform_in_the_ball():
+    crafter, ctx = _crafter()
+    assert crafter.delta.shape == ctx.x.shape
+    assert crafter.delta.abs().max().item() <= EPS
+    assert crafter.delta.min().item() < -EPS / 2 and crafter.delta.max().item() > EPS / 2
+
+
+def test_samplewise_pass_updates_every_row_within_eps():
+    crafter, ctx = _crafter(steps=2, batch_size=16)
+    before = crafter.delta.clone()
+    error = crafter.perturbation_pass()
+    assert 0.0 <= error <= 1.0
+    assert crafter.delta.abs().max().item() <= EPS + 1e-7
+    changed = (crafter.delta != before).flatten(1).any(1)
+    assert changed.all()
+
+
+def test_classwise_pass_keeps_one_delta_per_class():
+    crafter, ctx = _crafter(form="class", batch_size=8, class_subset=0.5)
+    assert crafter.delta.shape == (ctx.num_classes, *ctx.x.shape[1:])
+    # stratified crafting subset: class_subset · N / K = 2 images per class
+    assert torch.bincount(ctx.y[crafter.index], minlength=ctx.num_classes).tolist() == [2] * ctx.num_classes
+    error = crafter.perturbation_pass()
+    assert 0.0 <= error <= 1.0
+    assert crafter.delta.abs().max().item() <= EPS + 1e-7
+
+
+@pytest.mark.parametrize("form", ["sample", "class"])
+def test_run_returns_noise_with_craft_metadata(form):
+    crafter, ctx = _crafter(form=form, max_iters=2, stop_error=0.0, model_steps=1, steps=2, batch_size=20)
+    noise = crafter.run()
+    assert noise.form == form and noise.eps == EPS
+    assert noise.delta.abs().max().item() <= EPS + 1e-7
+    meta = noise.meta
+    assert meta["attack"] == "errmin-pgd" and meta["source"] == "cnn-tiny"
+    assert meta["stop_reason"] == "max_iters" and meta["iterations"] == 2  # error < 0 never happens
+    assert [h["iteration"] for h in meta["history"]] == [1, 2]
+    assert 0 <= meta["final_error"] <= 1 and not math.isnan(meta["final_error"])
+
+
+def test_run_stops_at_stop_error():
+    crafter, _ = _crafter(max_iters=5, stop_error=1.0, model_steps=1, steps=1, batch_size=40)
+    noise = crafter.run()
+    # λ = 1: any error below 100% (one correct image of 40 suffices) stops after the first pass
+    assert noise.meta["final_error"] < 1.0
+    assert noise.meta["stop_reason"] == "stop_error" and noise.meta["iterations"] == 1
+
+
+# --- resolve ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form, steps, stop", [("sample", 20, 0.01), ("class", 1, 0.1)])
+@pytest.mark.parametrize("protocol", ["smoke", "cpu", "paper"])
+def test_resolve_fills_paper_defaults_and_protocol_values(form, steps, stop, protocol):
+    proto = get_protocol(protocol)
+    eps = 16 / 255
+    attack = ErrMinPGD(build_options(ErrMinPGD.Options, {"form": form}))
+    r = attack.resolve(proto, eps)
+    assert (r.steps, r.stop_error) == (steps, stop) == (PAPER_DEFAULTS[form]["steps"], PAPER_DEFAULTS[form]["stop_error"])
+    assert r.step_size == pytest.approx(eps / 10)
+    assert r.model_steps == proto.craft_model_steps
+    assert r.source == proto.source
+    assert r.source_lr == proto.craft_lr
+    assert r.batch_size == proto.craft_batch_size
+    assert r.max_iters == proto.craft_max_iters
+    assert r.class_subset == 0.2
+    assert attack.options.steps is None  # resolve does not mutate the declared options
+
+
+def test_resolve_keeps_explicit_values():
+    opts = build_options(ErrMinPGD.Options, {"steps": "3", "step_size": "1/255", "stop_error": "0.5",
+                                             "model_steps": "4", "source": "resnet18", "source_lr": "0.2",
+                                             "batch_size": "64", "max_iters": "7"})
+    r = ErrMinPGD(opts).resolve(get_protocol("smoke"), EPS)
+    assert (r.steps, r.stop_error, r.model_steps, r.source, r.source_lr, r.batch_size, r.max_iters) == (
+        3, 0.5, 4, "resnet18", 0.2, 64, 7)
+    assert r.step_size == pytest.approx(1 / 255)
+
+
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        ({"steps": "0"}, "steps must be >= 1"),
+        ({"max_iters": "-1"}, "max_iters must be >= 1"),
+        ({"step_size": "0"}, "step_size must be > 0"),
+        ({"stop_error": "1.5"}, "stop_error must be in [0, 1]"),
+        ({"class_subset": "0"}, "class_subset must be in (0, 1]"),
+        ({"form": "pixel"}, "must be one of sample, class"),
+    ],
+)
+def test_invalid_options(values, fragment):
+    with pytest.raises(OptionError) as info:
+        build_options(ErrMinPGD.Options, values, "attack 'errmin-pgd'")
+    assert fragment in str(info.value)

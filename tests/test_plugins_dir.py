@@ -1,0 +1,192 @@
+"""One-off plugin files (``--plugins-dir`` / ``UEBENCH_PLUGINS_DIR``) and plugin failures."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from conftest import json_out
+from uebench.cli import cli
+from uebench.plugins import BUILTIN_PLUGINS, get_host
+
+GOOD = '''
+"""A one-off plugin file: an attack, a defense and a command."""
+from dataclasses import dataclass
+
+import click
+import torch
+
+from uebench.attacks.base import Attack
+from uebench.defenses.base import Defense
+from uebench.hookspecs import hookimpl
+from uebench.noise import Noise
+from uebench.options import option
+
+
+class Stripes(Attack):
+    """Sample-wise ±ε stripes (test plugin)."""
+
+    name = "stripes"
+    cacheable = False
+
+    @dataclass
+    class Options:
+        period: int = option(2, help="stripe period in pixels")
+
+    def craft(self, ctx):
+        n, c, h, w = ctx.x.shape
+        rows = (torch.arange(h) // self.options.period % 2 * 2 - 1).float() * ctx.eps
+        delta = rows.view(1, 1, h, 1).expand(n, c, h, w).clone()
+        return Noise(delta.to(ctx.device), "sample", ctx.eps, {"attack": self.name})
+
+
+class Nothing(Defense):
+    """Does nothing (test plugin)."""
+
+    name = "nothing"
+
+
+@hookimpl
+def register_attacks(register):
+    register(Stripes)
+
+
+@hookimpl
+def register_defenses(register):
+    register(Nothing)
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command(name="hello-plugdir")
+    def hello():
+        """Say hello (test plugin)."""
+        click.echo("hello from a plugin file")
+'''
+
+
+@pytest.fixture
+def plugdir(tmp_path):
+    folder = tmp_path / "plugs"
+    folder.mkdir()
+    (folder / "myfile.py").write_text(textwrap.dedent(GOOD))
+    (folder / "_helper.py").write_text("raise RuntimeError('files starting with _ are not plugins')\n")
+    (folder / "notes.txt").write_text("not python")
+    yield folder
+    cli.commands.pop("hello-plugdir", None)  # the CLI group is shared by every test
+
+
+def _by_name(rows):
+    return {r["name"]: r for r in rows}
+
+
+def test_plugins_dir_file_registers_everything(invoke, plugdir):
+    infos = _by_name(json_out(invoke("--plugins-dir", plugdir, "plugins", "--json")))
+    info = infos["myfile"]
+    assert info["source"] == "plugins-dir"
+    assert info["error"] is None
+    assert info["path"] == str(plugdir / "myfile.py")
+    assert info["provides"] == {"attack": ["stripes"], "defense": ["nothing"]}
+    assert "_helper" not in infos and "notes" not in infos
+    attacks = _by_name(json_out(invoke("--plugins-dir", plugdir, "attacks", "list", "--json")))
+    assert attacks["stripes"]["plugin"] == "myfile"
+    assert attacks["stripes"]["options"][0]["name"] == "period"
+    assert "errmin-pgd" in attacks  # built-ins still there
+
+
+def test_plugins_dir_command(invoke, plugdir):
+    result = invoke("--plugins-dir", plugdir, "hello-plugdir")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "hello from a plugin file"
+
+
+def test_plugins_dir_from_environment(invoke, plugdir, monkeypatch):
+    assert "stripes" not in get_host().attacks
+    monkeypatch.setenv("UEBENCH_PLUGINS_DIR", str(plugdir))
+    names = [r["name"] for r in json_out(invoke("attacks", "list", "--json"))]
+    assert "stripes" in names
+
+
+def test_plugins_dir_is_a_separate_host(plugdir):
+    assert "stripes" in get_host((str(plugdir),)).attacks
+    assert "stripes" not in get_host().attacks
+
+
+@pytest.mark.parametrize(
+    "source, fragment",
+    [
+        ("raise RuntimeError('boom at import')\n", "RuntimeError: boom at import"),
+        ("import no_such_module_xyz\n", "ModuleNotFoundError"),
+        (
+            "from uebench.hookspecs import hookimpl\n"
+            "from uebench.attacks.base import Attack\n"
+            "class Bad(Attack):\n    name = 'Bad_Name'\n"
+            "@hookimpl\ndef register_attacks(register):\n    register(Bad)\n",
+            "kebab-case",
+        ),
+        (
+            "from uebench.hookspecs import hookimpl\n"
+            "@hookimpl\ndef register_attacks(register, extra):\n    pass\n",
+            "extra",
+        ),
+    ],
+    ids=["raises", "missing-import", "bad-name", "bad-signature"],
+)
+def test_failing_plugin_file_is_reported_and_builtins_keep_working(invoke, tmp_path, source, fragment):
+    (tmp_path / "broken.py").write_text(source)
+    infos = _by_name(json_out(invoke("--plugins-dir", tmp_path, "plugins", "--json")))
+    assert infos["broken"]["source"] == "plugins-dir"
+    assert infos["broken"]["error"] and fragment in infos["broken"]["error"]
+    for module in BUILTIN_PLUGINS:
+        assert infos[module]["error"] is None
+    attacks = _by_name(json_out(invoke("--plugins-dir", tmp_path, "attacks", "list", "--json")))
+    assert {"none", "random", "errmin-pgd"} <= set(attacks)
+    assert attacks["none"]["plugin"] == "uebench.attacks.baselines"
+
+
+CLASH = """
+from uebench.attacks.base import Attack
+from uebench.hookspecs import hookimpl
+
+
+class Clash(Attack):
+    '''Claims the built-in name none.'''
+
+    name = "none"
+
+
+@hookimpl
+def register_attacks(register):
+    register(Clash)
+"""
+
+
+def test_name_clash_is_reported(invoke, tmp_path):
+    """Two plugins claiming one name: one registration fails with an error naming both."""
+    (tmp_path / "clashing.py").write_text(CLASH)
+    rows = json_out(invoke("--plugins-dir", tmp_path, "plugins", "--json"))
+    errors = [r["error"] for r in rows if r["error"]]
+    assert len(errors) == 1
+    assert "clashes" in errors[0] and "clashing" in errors[0] and "uebench.attacks.baselines" in errors[0]
+    attacks = _by_name(json_out(invoke("--plugins-dir", tmp_path, "attacks", "list", "--json")))
+    assert "errmin-pgd" in attacks and "none" in attacks
+    # Which of the two wins is not asserted: today plugins._collect runs third-party register
+    # hooks *before* the built-ins, so the built-in loses (reported as a bug).
+
+
+def test_shipped_example_plugin_file_loads(invoke):
+    """``plugins/onefile`` (the README's --plugins-dir example) registers a working defense."""
+    import torch
+
+    from conftest import REPO
+
+    folder = REPO / "plugins" / "onefile"
+    rows = _by_name(json_out(invoke("--plugins-dir", folder, "defenses", "list", "--json")))
+    assert rows["grayscale"]["plugin"] == "grayscale"
+    cls = get_host((str(folder),)).defenses.get("grayscale").cls
+    x = torch.rand(4, 3, 8, 8)
+    target = torch.eye(4)
+    xa, ta = cls().augment(x, target, torch.Generator())
+    assert xa.shape == x.shape and torch.equal(ta, target)
+    assert torch.equal(xa[:, 0], xa[:, 1]) and torch.equal(xa[:, 1], xa[:, 2])

@@ -1,0 +1,291 @@
+"""Built-ins register through the hooks, and every registered plugin honours its kind's contract.
+
+The contract tests are parametrised over the registries themselves, so a newly registered
+attack/defense/victim/dataset is checked without touching this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_ctx, synthetic_batch
+from uebench import hookspecs, plugins
+from uebench.attacks.base import Attack
+from uebench.datasets.base import Dataset, ImageData, read_layout, write_layout
+from uebench.defenses.base import Defense
+from uebench.noise import FORMS, Noise
+from uebench.options import describe_options
+from uebench.plugins import BUILTIN_PLUGINS, KINDS, get_host
+from uebench.protocols import get_protocol
+from uebench.registry import NAME_RE
+from uebench.victims.base import Victim
+
+# too slow to build and run on 2 CPU cores in a unit test (or needs timm model names)
+SLOW_VICTIMS = {"timm", "resnet50", "densenet121", "vgg11"}
+
+EXPECTED_BUILTINS = {
+    "attack": {"none": "uebench.attacks.baselines", "random": "uebench.attacks.baselines",
+               "errmin-pgd": "uebench.attacks.errmin_pgd"},
+    "defense": {"none": "uebench.defenses.standard", "cutmix": "uebench.defenses.cutmix"},
+    "victim": {"resnet18": "uebench.victims.cifar", "resnet50": "uebench.victims.cifar",
+               "vgg11": "uebench.victims.cifar", "densenet121": "uebench.victims.cifar",
+               "cnn-small": "uebench.victims.cifar", "cnn-tiny": "uebench.victims.cifar",
+               "timm": "uebench.victims.timm_victims"},
+    "dataset": {"cifar10": "uebench.datasets.cifar10"},
+}
+
+
+def _names(kind: str) -> list[str]:
+    """Registry names at collection time (the host is reset again right after)."""
+    plugins.reset()
+    try:
+        return get_host().registries[kind].names()
+    finally:
+        plugins.reset()
+
+
+ATTACKS, DEFENSES, VICTIMS, DATASETS = (_names(k) for k in ("attack", "defense", "victim", "dataset"))
+
+
+# --- hooks --------------------------------------------------------------------------------
+
+
+def _hookspecs():
+    return {
+        name: fn for name, fn in vars(hookspecs).items()
+        if inspect.isfunction(fn) and hasattr(fn, f"{hookspecs.PROJECT}_spec")
+    }
+
+
+def test_every_hookspec_has_a_docstring():
+    specs = _hookspecs()
+    assert set(KINDS) | {"register_commands"} <= set(specs)
+    for name, fn in specs.items():
+        doc = inspect.getdoc(fn)
+        assert doc and len(doc.strip()) > 20, f"hook {name} has no docstring"
+
+
+def test_every_hookspec_takes_one_argument():
+    for name, fn in _hookspecs().items():
+        assert len(inspect.signature(fn).parameters) == 1, name
+
+
+def test_registry_kind_hooks_are_known_to_the_plugin_manager():
+    host = get_host()
+    for hook in KINDS:
+        assert hasattr(host.pm.hook, hook)
+        assert host.pm.hook.__dict__[hook].spec is not None
+
+
+# --- built-ins ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_BUILTINS))
+def test_builtins_are_registered_with_their_plugin_name(kind):
+    registry = get_host().registries[kind]
+    for name, module in EXPECTED_BUILTINS[kind].items():
+        entry = registry.get(name) if name != "timm" else registry.resolve("timm:resnet18")[0]
+        assert entry.name == name
+        assert entry.plugin == module
+        assert module in BUILTIN_PLUGINS
+
+
+def test_builtin_plugins_load_without_errors_and_say_what_they_provide():
+    host = get_host()
+    infos = {i.name: i for i in host.infos}
+    for module in BUILTIN_PLUGINS:
+        info = infos[module]
+        assert info.source == "builtin"
+        assert info.error is None
+        assert info.module == module
+        assert info.provides, f"{module} registered nothing"
+    provided = {}
+    for module in BUILTIN_PLUGINS:
+        for kind, names in infos[module].provides.items():
+            for name in names:
+                provided.setdefault(kind, {})[name] = module
+    for kind, expected in EXPECTED_BUILTINS.items():
+        for name, module in expected.items():
+            assert provided[kind][name] == module
+
+
+def test_every_registry_entry_names_a_loaded_plugin():
+    host = get_host()
+    loaded = {i.name for i in host.infos if not i.error}
+    for registry in host.registries.values():
+        for entry in registry.list():
+            assert entry.plugin in loaded
+
+
+def test_get_host_is_lazy_and_cached_until_reset():
+    a = get_host()
+    assert get_host() is a
+    plugins.reset()
+    assert get_host() is not a
+
+
+# --- attacks ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_attack_contract_declaration(name):
+    entry = get_host().attacks.get(name)
+    cls = entry.cls
+    assert issubclass(cls, Attack)
+    assert NAME_RE.match(cls.name) and cls.name == name
+    assert entry.summary, f"attack {name} needs a docstring (its summary line)"
+    assert cls.Options is None or (isinstance(cls.Options, type) and dataclasses.is_dataclass(cls.Options))
+    assert isinstance(cls.cacheable, bool)
+    describe_options(cls.Options)  # every option is describable (types resolve)
+    attack = cls()
+    resolved = attack.resolve(get_protocol("smoke"), 8 / 255)
+    if cls.Options is None:
+        assert resolved is None
+    else:
+        assert isinstance(resolved, cls.Options)
+        assert resolved is not attack.options  # resolve returns a copy
+        for f in dataclasses.fields(resolved):
+            assert getattr(resolved, f.name) is not None, f"{name}: option {f.name} left unresolved"
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_attack_contract_craft(name):
+    """Every attack crafts noise of the right shape inside the ε-ball (or None = clean)."""
+    ctx = make_ctx(n_per_class=2)
+    attack = get_host().attacks.get(name).cls()
+    noise = attack.craft(ctx)
+    if noise is None:
+        return
+    assert isinstance(noise, Noise)
+    assert noise.form in FORMS
+    rows = len(ctx.y) if noise.form == "sample" else ctx.num_classes
+    assert tuple(noise.delta.shape) == (rows, *ctx.x.shape[1:])
+    assert noise.delta.dtype == torch.float32
+    assert torch.isfinite(noise.delta).all()
+    assert noise.delta.abs().max().item() <= ctx.eps + 1e-6
+    assert noise.eps == pytest.approx(ctx.eps)
+
+
+# --- defenses -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", DEFENSES)
+def test_defense_contract(name):
+    entry = get_host().defenses.get(name)
+    cls = entry.cls
+    assert issubclass(cls, Defense) and cls.name == name
+    assert entry.summary
+    assert cls.Options is None or dataclasses.is_dataclass(cls.Options)
+    defense = cls(cls.Options() if cls.Options else None)
+    x = torch.rand(8, 3, 32, 32)
+    y = torch.arange(8) % 10
+    target = torch.nn.functional.one_hot(y, 10).float()
+    for seed in range(5):
+        xa, ta = defense.augment(x, target, torch.Generator().manual_seed(seed))
+        assert xa.shape == x.shape and ta.shape == target.shape
+        assert xa.dtype == x.dtype
+        assert (ta >= 0).all()
+        assert torch.allclose(ta.sum(1), torch.ones(8), atol=1e-6)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    loss, logits = defense.loss(model, xa, ta)
+    assert logits.shape == (8, 10)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()  # differentiable w.r.t. the model
+
+
+def test_cutmix_mixes_pixels_and_labels_consistently():
+    """The label weight of the partner equals the pasted area: check it pixel by pixel."""
+    cls = get_host().defenses.get("cutmix").cls
+    defense = cls(cls.Options(alpha=1.0, prob=1.0))
+    n = 6
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 32, 32).clone()
+    target = torch.nn.functional.one_hot(torch.arange(n), 10).float()
+    mixed_any = False
+    for seed in range(10):
+        xa, ta = defense.augment(x, target, torch.Generator().manual_seed(seed))
+        for i in range(n):
+            own = (xa[i] == i).float().mean().item()  # fraction of pixels still the image's own
+            assert ta[i, i].item() == pytest.approx(own, abs=1e-6)
+            assert ta[i].sum().item() == pytest.approx(1.0)
+            mixed_any |= own < 1.0
+    assert mixed_any
+
+
+# --- victims ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VICTIMS)
+def test_victim_declaration(name):
+    entry = get_host().victims._entries[name]
+    assert issubclass(entry.cls, Victim) and entry.cls.name == name
+    assert entry.summary
+    assert entry.cls.build is not Victim.build, f"victim {name} does not implement build"
+    assert entry.cls.Options is None or dataclasses.is_dataclass(entry.cls.Options)
+
+
+@pytest.mark.parametrize("name", [v for v in VICTIMS if v not in SLOW_VICTIMS])
+def test_victim_builds_a_cifar_model(name):
+    entry, arg = get_host().victims.resolve(name)
+    victim = entry.cls(entry.cls.Options() if entry.cls.Options else None, arg)
+    torch.manual_seed(0)
+    model = victim.build(10, (3, 32, 32))
+    assert isinstance(model, nn.Module)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    assert torch.isfinite(out).all()
+    assert victim.label == name
+
+
+def test_timm_victim_rejects_an_unknown_model_with_suggestions():
+    entry, arg = get_host().victims.resolve("timm:resnet1")
+    assert arg == "resnet1"
+    with pytest.raises(ValueError, match="timm has no model 'resnet1'"):
+        entry.cls(None, arg).build(10, (3, 32, 32))
+    assert entry.cls(None, arg).label == "timm:resnet1"
+
+
+# --- datasets -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_dataset_declaration(name):
+    entry = get_host().datasets.get(name)
+    cls = entry.cls
+    assert issubclass(cls, Dataset) and cls.name == name
+    assert entry.summary
+    assert len(cls.image_shape) == 3 and all(isinstance(s, int) and s > 0 for s in cls.image_shape)
+    assert len(cls.classes) >= 2 and len(set(cls.classes)) == len(cls.classes)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_dataset_loads_from_the_cache_layout(name, tmp_path, monkeypatch):
+    """A dataset reads uebench's layout from --data-dir before looking anywhere else."""
+    cls = get_host().datasets.get(name).cls
+    c, h, w = cls.image_shape
+    k = len(cls.classes)
+    x, y = synthetic_batch(n_per_class=3, num_classes=k, size=h)
+    x = x[:, :c]
+    xt, yt = synthetic_batch(n_per_class=1, num_classes=k, size=h, seed=1)
+    xt = xt[:, :c]
+    hwc = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
+    write_layout(tmp_path / name, hwc(x), y.numpy(), hwc(xt), yt.numpy(), shard=7)
+    assert sorted(p.name for p in (tmp_path / name).glob("train-*.npz")) == [
+        "train-00.npz", "train-01.npz", "train-02.npz", "train-03.npz", "train-04.npz"
+    ][: -(-len(y) // 7)]
+    monkeypatch.setattr(cls, "download", lambda self, folder: pytest.fail("must not download"))
+    data = cls().load(tmp_path)
+    assert isinstance(data, ImageData)
+    assert data.x_train.dtype == torch.uint8 and data.x_train.shape == (len(y), c, h, w)
+    assert torch.equal(data.x_train, x) and torch.equal(data.y_train, y)
+    assert torch.equal(data.x_test, xt) and torch.equal(data.y_test, yt)
+    assert data.num_classes == k
+    x2, *_ = read_layout(tmp_path / name)
+    assert x2.shape == (len(y), h, w, c)

@@ -1,0 +1,101 @@
+"""The results CSV: the schema's columns in order, one row per cell, atomic appends."""
+
+from __future__ import annotations
+
+import csv
+import random
+import threading
+
+import pytest
+
+from uebench.results import COLUMNS, append_row, git_sha, read_results, write_curve
+
+
+def _row(i: int, **extra) -> dict:
+    row = {c: f"v{i}-{c}" for c in COLUMNS}
+    row.update(run_id=f"run-{i}", epochs=2, seed=i, final_test_acc=0.5, **extra)
+    return row
+
+
+def _header(path):
+    with open(path, newline="") as f:
+        return next(csv.reader(f))
+
+
+def test_columns_are_unique_and_cover_the_essentials():
+    assert len(COLUMNS) == len(set(COLUMNS))
+    for c in ("run_id", "protocol", "protocol_version", "attack", "attack_options", "eps", "defense",
+              "victim", "seed", "final_test_acc", "best_test_acc", "noise_key", "noise_cached"):
+        assert c in COLUMNS
+    assert COLUMNS[0] == "run_id"
+
+
+def test_append_row_writes_columns_in_schema_order(tmp_path):
+    path = tmp_path / "out" / "results.csv"
+    row = _row(0)
+    shuffled = dict(random.Random(0).sample(list(row.items()), len(row)))
+    append_row(path, shuffled)
+    assert tuple(_header(path)) == COLUMNS
+    frame = read_results(path)
+    assert len(frame) == 1 and frame.loc[0, "run_id"] == "run-0"
+
+
+def test_two_appends_two_rows_and_no_temp_files(tmp_path):
+    path = tmp_path / "results.csv"
+    append_row(path, _row(0))
+    append_row(path, _row(1))
+    frame = read_results(path)
+    assert list(frame["run_id"]) == ["run-0", "run-1"]
+    assert tuple(frame.columns) == COLUMNS
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert {p.name for p in tmp_path.iterdir()} <= {"results.csv", "results.csv.lock"}
+
+
+def test_extra_plugin_columns_come_after_the_schema(tmp_path):
+    path = tmp_path / "results.csv"
+    append_row(path, _row(0))
+    append_row(path, _row(1, zz_extra=3, aa_extra="x"))
+    header = _header(path)
+    assert tuple(header[: len(COLUMNS)]) == COLUMNS
+    assert set(header[len(COLUMNS):]) == {"zz_extra", "aa_extra"}
+    frame = read_results(path)
+    assert frame["zz_extra"].isna().tolist() == [True, False]
+
+
+def test_concurrent_appends_lose_nothing(tmp_path):
+    path = tmp_path / "results.csv"
+    errors = []
+
+    def worker(i):
+        try:
+            append_row(path, _row(i))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    frame = read_results(path)
+    assert sorted(frame["run_id"]) == sorted(f"run-{i}" for i in range(8))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_write_curve(tmp_path):
+    history = [{"epoch": 1, "train_loss": 2.0, "test_acc": 0.1}, {"epoch": 2, "train_loss": 1.5, "test_acc": 0.2}]
+    write_curve(tmp_path / "curves" / "r.csv", history)
+    frame = read_results(tmp_path / "curves" / "r.csv")
+    assert frame.to_dict("records") == history
+
+
+def test_git_sha(tmp_path):
+    assert git_sha(tmp_path) == ""  # not a git checkout
+    sha = git_sha()
+    assert sha == "" or (len(sha) == 12 and all(c in "0123456789abcdef" for c in sha))
+
+
+@pytest.mark.parametrize("bad_dir", ["missing"])
+def test_git_sha_missing_folder_is_empty(tmp_path, bad_dir):
+    assert git_sha(tmp_path / bad_dir) == ""
