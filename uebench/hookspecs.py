@@ -1,10 +1,10 @@
 """The hooks a uebench plugin implements — this module is their reference documentation.
 
 Every hook receives a ``register`` callback and calls it once per thing it adds.  Built-in
-attacks, defenses, victims and datasets register through exactly these hooks (see
-``uebench.builtins``), so a third-party package is a first-class citizen: declare an entry
+attacks, defenses, victims and datasets register through exactly these hooks (the modules
+listed in ``uebench.plugins.BUILTIN_PLUGINS``), so a third-party package is a first-class citizen: declare an entry
 point in the ``uebench`` group (or drop a ``.py`` file into a folder passed with
-``--plugins-dir``) and implement any subset of the hooks with ``@uebench.hookimpl``.
+``--plugins-dir``) and implement any subset of the hooks with ``@uebench.hookspecs.hookimpl``.
 
 An implementation may accept fewer arguments than the spec names (pluggy passes only those it
 asks for), so hooks can grow arguments later without breaking plugins.

@@ -46,7 +46,7 @@ class Noise:
 
 def to_unit_float(x_uint8: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     """uint8 pixels → float in [0, 1]."""
-    return x_uint8.to(dtype).div_(255.0)
+    return x_uint8.to(dtype).div(255.0)  # not in place: a float input must not be changed
 
 
 def apply_noise(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def parse_fraction(text: str | float, what: str = "value") -> float:
         return float(text)
     try:
         return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise OptionError(f"{what} {text!r} is not a number (write e.g. 8/255 or 0.031)") from None
 
 

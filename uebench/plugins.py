@@ -71,7 +71,7 @@ class PluginHost:
         self._load_entry_points()
         for folder in plugins_dirs:
             self._load_folder(Path(folder))
-        self.pm.check_pending()  # a misspelt hook name fails loudly, not silently
+        self._check_pending()
         self._collect()
 
     # registries by kind --------------------------------------------------------------------
@@ -153,12 +153,26 @@ class PluginHost:
                 continue
             self._register(module, info)
 
+    def _check_pending(self) -> None:
+        """A misspelt hook name (``register_attack``) is reported against its plugin, which is
+        then unloaded; the other plugins keep working."""
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin)
+                self.pm.unregister(exc.plugin)
+                for info in self.infos:
+                    if info.name == name:
+                        info.error = f"PluginValidationError: {exc}"
+
     def _collect(self) -> None:
         """Call each plugin's ``register_*`` hooks, tagging every entry with its plugin."""
         by_name = {i.name: i for i in self.infos}
         for hook_name, (kind, _) in KINDS.items():
             caller = getattr(self.pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):  # registration order
+            for impl in caller.get_hookimpls():  # registration order: built-ins first, they win clashes
                 info = by_name.get(impl.plugin_name)
                 registry = self.registries[kind]
 
@@ -175,7 +189,7 @@ class PluginHost:
 
     def commands(self, cli) -> None:
         """Let plugins add click commands to ``cli``."""
-        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+        for impl in self.pm.hook.register_commands.get_hookimpls():
             try:
                 impl.function(**{arg: cli for arg in impl.argnames})
             except Exception as exc:

@@ -59,10 +59,10 @@ PROTOCOLS: dict[str, Protocol] = {
         ),
         Protocol(
             name="cpu", version=1,
-            description="2 CPU cores: stratified 10k-image CIFAR-10 subset, cnn-small source and victim",
-            train_per_class=1000, test_per_class=None, victim="cnn-small",
-            epochs=15, batch_size=128, lr=0.05,
-            source="cnn-small", craft_model_steps=20, craft_lr=0.1, craft_batch_size=256, craft_max_iters=30,
+            description="2 CPU cores: stratified 5k-image CIFAR-10 train subset, full test set, cnn-small source and victim",
+            train_per_class=500, test_per_class=None, victim="cnn-small",
+            epochs=24, batch_size=128, lr=0.05,
+            source="cnn-small", craft_model_steps=40, craft_lr=0.1, craft_batch_size=256, craft_max_iters=20,
         ),
         Protocol(
             name="smoke", version=1,

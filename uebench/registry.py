@@ -78,8 +78,6 @@ class Registry:
         entry = self._entries.get(prefix)
         if sep and entry is not None and entry.takes_argument and arg:
             return entry, arg
-        if entry is not None and entry.takes_argument:
-            raise UnknownNameError(self.kind, name, self._display_names())
         raise UnknownNameError(self.kind, name, self._display_names())
 
     def get(self, name: str) -> Entry:

@@ -48,7 +48,9 @@ def append_row(path: Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         new = pd.DataFrame([row])
-        frame = pd.concat([pd.read_csv(path), new], ignore_index=True) if path.exists() else new
+        # read back as text: type guessing would turn keys like "0123e4" into numbers
+        old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
+        frame = pd.concat([old, new.astype(str)], ignore_index=True) if old is not None else new
         ordered = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
         _atomic_write_csv(frame[ordered], path)
 

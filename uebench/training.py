@@ -111,6 +111,8 @@ def train_victim(
     )
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs * steps_per_epoch)
+    # fp16 needs loss scaling so small gradients do not flush to zero; bf16 and fp32 do not
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
     result, start = TrainResult(), time.perf_counter()
     bar = reporter.task("training", total=settings.epochs)
     for epoch in range(1, settings.epochs + 1):
@@ -128,8 +130,9 @@ def train_victim(
             with autocast(device, settings.precision):
                 loss, logits = defense.loss(model, xb, target)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             loss_sum += loss.item() * len(index)
             correct += (logits.argmax(1) == target.argmax(1)).sum().item()

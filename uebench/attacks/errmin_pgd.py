@@ -95,6 +95,7 @@ class MinMinCrafter:
         self.model = ctx.build_model(o.source)
         params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(params, lr=o.source_lr, momentum=0.9, weight_decay=5e-4)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.precision == "fp16")
         if o.form == "class":  # craft on a stratified subset; δ_k then applies to every class-k image
             per_class = max(1, int(round(o.class_subset * len(ctx.y) / ctx.num_classes)))
             counts = torch.bincount(ctx.y.cpu(), minlength=ctx.num_classes)
@@ -144,19 +145,22 @@ class MinMinCrafter:
             with autocast(ctx.device, ctx.precision):
                 loss = F.cross_entropy(self.model(self._layout(x)).float(), ctx.y[sample])
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             total += loss.item()
         return total / self.o.model_steps
 
     def pgd(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """T steps of x' ← Π_ε(x' − α·sign(∇ₓL(f(x'), y))) from x' = clip(x + δ); returns the new δ."""
         ctx, o = self.ctx, self.o
+        # only the gradient's sign is used; scaling keeps fp16 gradients from underflowing to 0
+        scale = 1024.0 if ctx.precision == "fp16" else 1.0
         for _ in range(o.steps):
             x_adv = self._layout((x + delta).clamp_(0, 1)).requires_grad_(True)
             with autocast(ctx.device, ctx.precision):
                 loss = F.cross_entropy(self.model(x_adv).float(), y)
-            (grad,) = torch.autograd.grad(loss, x_adv)
+            (grad,) = torch.autograd.grad(loss * scale, x_adv)
             delta = (x_adv.detach() - o.step_size * grad.sign() - x).clamp_(-ctx.eps, ctx.eps)
         return delta
 

@@ -33,7 +33,7 @@ class ErrorHandlingGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (UnknownNameError, OptionError) as exc:
-            raise BadInput(str(exc).strip("'\"")) from None
+            raise BadInput(str(exc)) from None
         except DataUnavailableError as exc:
             raise click.ClickException(str(exc)) from None
         except (NoiseFileError, FileNotFoundError) as exc:

@@ -100,3 +100,23 @@ def plugins(ctx, as_json):
         status = f"[red]failed: {r['error']}[/]" if r["error"] else "ok"
         table.add_row(r["name"], r["source"], r["version"] or "", provides, status)
     Console().print(table)
+
+
+@click.group(name="leaderboard")
+def leaderboard_group():
+    """Generated leaderboards (markdown from results CSVs)."""
+
+
+@leaderboard_group.command(name="build")
+@click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True))
+def leaderboard_build(root):
+    """Regenerate ROOT/<protocol>.md from every ROOT/<protocol>/results.csv."""
+    from pathlib import Path
+
+    from uebench.leaderboard import build
+
+    for path in build(Path(root)):
+        click.echo(f"wrote {path}")
+
+
+GROUPS.append(leaderboard_group)
