@@ -184,6 +184,28 @@ def test_eps_not_a_number(invoke):
     assert "'eight' is not a number" in out
 
 
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("--eps", "1e400"), "eps '1e400' is not a number"),
+        (("--poison-rate", "1e400"), "'1e400' is not a number"),
+        (("-o", "step_size=1e400"), "option 'step_size' expects float, got '1e400'"),
+    ],
+    ids=["eps", "poison-rate", "float-option"],
+)
+def test_overflowing_numbers_are_bad_input(invoke, args, fragment):
+    """A number too large for a float is bad input (exit 2, one message), not an OverflowError."""
+    out = assert_clean_error(invoke(*SMOKE, *args), 2)
+    assert fragment in out
+    assert "OverflowError" not in out
+
+
+def test_message_ending_in_a_repr_keeps_its_closing_quote(invoke):
+    out = assert_clean_error(invoke(*SMOKE, "-o", "form=Sample"), 2)
+    assert "got 'Sample'" in out
+    assert out.rstrip().endswith("must be one of sample, class; got 'Sample'")
+
+
 def test_eps_fraction_is_parsed():
     from uebench.cli.run import FractionType
 

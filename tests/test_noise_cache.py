@@ -62,6 +62,18 @@ def test_to_unit_float():
     assert torch.equal(out, torch.tensor([0.0, 128 / 255, 1.0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_to_unit_float_leaves_a_float_input_unchanged(dtype):
+    """``.to(dtype)`` returns the input itself when the dtype already matches, so the division
+    must not be in place."""
+    x = torch.tensor([0.0, 128.0, 255.0], dtype=dtype)
+    before = x.clone()
+    out = to_unit_float(x, dtype=dtype)
+    assert torch.equal(x, before)
+    assert out.data_ptr() != x.data_ptr()
+    assert torch.allclose(out, before / 255.0)
+
+
 # --- Noise --------------------------------------------------------------------------------
 
 

@@ -104,6 +104,7 @@ def test_type_conversion(key, raw, expected):
         ("n", "8/255", "expects int"),
         ("rate", "abc", "expects float"),
         ("rate", "1/0", "expects float"),
+        ("rate", "1e400", "expects float"),  # overflows a float: OptionError, not OverflowError
         ("flag", "maybe", "expects bool"),
         ("n", None, "may not be empty"),
         ("n", "none", "expects int"),  # not Optional: 'none' is no int
@@ -168,7 +169,7 @@ def test_parse_fraction(text, value):
     assert parse_fraction(text) == pytest.approx(value, rel=1e-12)
 
 
-@pytest.mark.parametrize("text", ["abc", "8//255", "", "1/0"])
+@pytest.mark.parametrize("text", ["abc", "8//255", "", "1/0", "1e400", "-1e400", "1e400/3"])
 def test_parse_fraction_rejects(text):
     with pytest.raises(OptionError, match="is not a number"):
         parse_fraction(text, "eps")

@@ -130,8 +130,13 @@ def test_plugins_dir_is_a_separate_host(plugdir):
             "@hookimpl\ndef register_attacks(register, extra):\n    pass\n",
             "extra",
         ),
+        (
+            "from uebench.hookspecs import hookimpl\n"
+            "@hookimpl\ndef register_attack(register):\n    pass\n",
+            "'register_attack'",
+        ),
     ],
-    ids=["raises", "missing-import", "bad-name", "bad-signature"],
+    ids=["raises", "missing-import", "bad-name", "bad-signature", "misspelt-hook"],
 )
 def test_failing_plugin_file_is_reported_and_builtins_keep_working(invoke, tmp_path, source, fragment):
     (tmp_path / "broken.py").write_text(source)
@@ -162,17 +167,56 @@ def register_attacks(register):
 """
 
 
-def test_name_clash_is_reported(invoke, tmp_path):
-    """Two plugins claiming one name: one registration fails with an error naming both."""
+def test_name_clash_is_reported_and_the_builtin_wins(invoke, tmp_path):
+    """A plugin file claiming the built-in name ``none``: built-ins register first, so the
+    plugin file's registration is the one that fails (its error names both plugins) and the
+    built-in attack stays."""
     (tmp_path / "clashing.py").write_text(CLASH)
-    rows = json_out(invoke("--plugins-dir", tmp_path, "plugins", "--json"))
-    errors = [r["error"] for r in rows if r["error"]]
-    assert len(errors) == 1
-    assert "clashes" in errors[0] and "clashing" in errors[0] and "uebench.attacks.baselines" in errors[0]
+    infos = _by_name(json_out(invoke("--plugins-dir", tmp_path, "plugins", "--json")))
+    failed = {name: info["error"] for name, info in infos.items() if info["error"]}
+    assert list(failed) == ["clashing"]  # the error is on the plugin file, not on the built-in
+    error = failed["clashing"]
+    assert "clashes" in error and "'none'" in error and "uebench.attacks.baselines" in error
+    assert infos["clashing"]["provides"] == {}
+    baselines = infos["uebench.attacks.baselines"]
+    assert baselines["error"] is None and "none" in baselines["provides"]["attack"]
     attacks = _by_name(json_out(invoke("--plugins-dir", tmp_path, "attacks", "list", "--json")))
-    assert "errmin-pgd" in attacks and "none" in attacks
-    # Which of the two wins is not asserted: today plugins._collect runs third-party register
-    # hooks *before* the built-ins, so the built-in loses (reported as a bug).
+    assert {"none", "random", "errmin-pgd"} <= set(attacks)
+    assert attacks["none"]["plugin"] == "uebench.attacks.baselines"
+    assert attacks["random"]["plugin"] == "uebench.attacks.baselines"
+    assert "Claims the built-in name" not in attacks["none"]["summary"]
+    entry = get_host((str(tmp_path),)).attacks.get("none")
+    assert entry.cls.__module__ == "uebench.attacks.baselines"
+
+
+MISSPELT = """
+from uebench.hookspecs import hookimpl
+
+
+@hookimpl
+def register_attack(register):  # misspelt: the hook is register_attacks
+    pass
+"""
+
+
+def test_misspelt_hook_is_reported_against_its_plugin_only(invoke, plugdir):
+    """A misspelt hook name fails only its own plugin: listings still work (exit 0), a good
+    plugin file beside it still loads, and the error names the misspelt hook."""
+    (plugdir / "typo.py").write_text(MISSPELT)
+    result = invoke("--plugins-dir", plugdir, "attacks", "list", "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    attacks = _by_name(json_out(result))
+    assert {"none", "random", "errmin-pgd", "stripes"} <= set(attacks)
+    infos = _by_name(json_out(invoke("--plugins-dir", plugdir, "plugins", "--json")))
+    assert infos["typo"]["source"] == "plugins-dir"
+    assert infos["typo"]["error"] and "'register_attack'" in infos["typo"]["error"]
+    assert infos["typo"]["provides"] == {}
+    assert infos["myfile"]["error"] is None
+    assert infos["myfile"]["provides"] == {"attack": ["stripes"], "defense": ["nothing"]}
+    for module in BUILTIN_PLUGINS:
+        assert infos[module]["error"] is None
+    human = invoke("--plugins-dir", plugdir, "plugins")
+    assert human.exit_code == 0 and "typo" in human.stdout and "Traceback" not in human.output
 
 
 def test_shipped_example_plugin_file_loads(invoke):

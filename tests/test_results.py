@@ -83,6 +83,28 @@ def test_concurrent_appends_lose_nothing(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def _text_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_string_like_columns_survive_later_appends(tmp_path):
+    """Keys that look like numbers (leading zero, exponent) stay text when the file is re-read
+    on the next append; an int column beside an empty cell stays "2", not "2.0"."""
+    path = tmp_path / "results.csv"
+    append_row(path, {"run_id": "a", "noise_key": "0123456789", "git_sha": "1234e5678901", "craft_iterations": 2})
+    append_row(path, {"run_id": "b", "noise_key": "", "git_sha": "00ab", "craft_iterations": ""})
+    append_row(path, {"run_id": "c", "noise_key": "1e5", "git_sha": "", "craft_iterations": 3})
+    rows = _text_rows(path)
+    assert [r["run_id"] for r in rows] == ["a", "b", "c"]
+    assert [r["noise_key"] for r in rows] == ["0123456789", "", "1e5"]
+    assert [r["git_sha"] for r in rows] == ["1234e5678901", "00ab", ""]
+    assert [r["craft_iterations"] for r in rows] == ["2", "", "3"]
+    text = path.read_text()
+    assert "0123456789" in text and "1234e5678901" in text
+    assert "2.0" not in text and "nan" not in text.lower()
+
+
 def test_write_curve(tmp_path):
     history = [{"epoch": 1, "train_loss": 2.0, "test_acc": 0.1}, {"epoch": 2, "train_loss": 1.5, "test_acc": 0.2}]
     write_curve(tmp_path / "curves" / "r.csv", history)
