@@ -58,7 +58,7 @@ def test_errmin_cell_schema_and_noise_cache(invoke, tmp_path):
         assert opts["steps"] == 2 and opts["max_iters"] == 1  # given
         assert opts["form"] == "sample" and opts["stop_error"] == 0.01  # paper defaults
         assert opts["step_size"] == pytest.approx(EPS / 10)
-        assert opts["source"] == "cnn-tiny" and opts["model_steps"] == get_protocol("smoke").craft_model_steps
+        assert opts["source"] == "cnn-tiny" and opts["model_steps"] == get_protocol("smoke").craft("sample").model_steps
         assert json.loads(row["defense_options"]) == {} and json.loads(row["victim_options"]) == {}
         assert row["craft_iterations"] == 1 and row["craft_stop_reason"] in ("max_iters", "stop_error")
         assert 0 <= row["craft_final_error"] <= 1

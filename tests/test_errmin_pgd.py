@@ -132,11 +132,12 @@ def test_resolve_fills_paper_defaults_and_protocol_values(form, steps, stop, pro
     r = attack.resolve(proto, eps)
     assert (r.steps, r.stop_error) == (steps, stop) == (PAPER_DEFAULTS[form]["steps"], PAPER_DEFAULTS[form]["stop_error"])
     assert r.step_size == pytest.approx(eps / 10)
-    assert r.model_steps == proto.craft_model_steps
+    scale = proto.craft(form)
+    assert r.model_steps == scale.model_steps
     assert r.source == proto.source
-    assert r.source_lr == proto.craft_lr
-    assert r.batch_size == proto.craft_batch_size
-    assert r.max_iters == proto.craft_max_iters
+    assert r.source_lr == scale.lr
+    assert r.batch_size == scale.batch_size
+    assert r.max_iters == scale.max_iters
     assert r.class_subset == 0.2
     assert attack.options.steps is None  # resolve does not mutate the declared options
 

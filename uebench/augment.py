@@ -23,4 +23,4 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generat
     cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]  # n × w
     batch = torch.arange(n, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # n × h × w × c
-    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels_last at no cost

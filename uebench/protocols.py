@@ -16,6 +16,22 @@ from uebench.training import TrainSettings
 
 
 @dataclass(frozen=True)
+class CraftSettings:
+    """Algorithm 1's scale knobs for one noise form.
+
+    What matters is how much the source model trains between perturbation passes relative to
+    the crafting set (the paper: M·batch = 10·512 ≈ half an epoch of its 10k-50k images): a
+    source that sees each image many times per pass memorises the content, λ is met without
+    the noise becoming a shortcut, and the noise is weak.
+    """
+
+    model_steps: int  # M
+    lr: float
+    batch_size: int
+    max_iters: int
+
+
+@dataclass(frozen=True)
 class Protocol:
     name: str
     version: int
@@ -31,10 +47,8 @@ class Protocol:
     weight_decay: float = 5e-4
     # Algorithm 1 knobs the paper fixes only for its own scale (ε, α = ε/10, T, λ stay the paper's)
     source: str = "resnet18"
-    craft_model_steps: int = 10  # M
-    craft_lr: float = 0.1
-    craft_batch_size: int = 512
-    craft_max_iters: int = 100
+    craft_sample: CraftSettings = CraftSettings(model_steps=10, lr=0.1, batch_size=512, max_iters=100)
+    craft_class: CraftSettings = CraftSettings(model_steps=10, lr=0.1, batch_size=512, max_iters=100)
     subset_seed: int = 0  # the subset is fixed by the protocol, not by the run's seed
 
     def train_settings(self, precision: str, channels_last: bool = True) -> TrainSettings:
@@ -42,6 +56,10 @@ class Protocol:
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             weight_decay=self.weight_decay, precision=precision, channels_last=channels_last,
         )
+
+    def craft(self, form: str) -> CraftSettings:
+        """The crafting settings for ``form`` (``sample`` or ``class``)."""
+        return self.craft_class if form == "class" else self.craft_sample
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -55,21 +73,25 @@ PROTOCOLS: dict[str, Protocol] = {
             description="Huang et al. 2021: full CIFAR-10, ResNet-18 source and victim, 60 epochs (GPU)",
             train_per_class=None, test_per_class=None, victim="resnet18",
             epochs=60, batch_size=128, lr=0.025,
-            source="resnet18", craft_model_steps=10, craft_lr=0.1, craft_batch_size=512, craft_max_iters=100,
+            source="resnet18",
         ),
         Protocol(
             name="cpu", version=1,
             description="2 CPU cores: stratified 5k-image CIFAR-10 train subset, full test set, cnn-small source and victim",
             train_per_class=500, test_per_class=None, victim="cnn-small",
             epochs=24, batch_size=128, lr=0.05,
-            source="cnn-small", craft_model_steps=40, craft_lr=0.1, craft_batch_size=256, craft_max_iters=20,
+            source="cnn-small",
+            craft_sample=CraftSettings(model_steps=40, lr=0.1, batch_size=256, max_iters=20),
+            craft_class=CraftSettings(model_steps=4, lr=0.1, batch_size=128, max_iters=200),
         ),
         Protocol(
             name="smoke", version=1,
             description="seconds per cell, for tests: 500 training images, cnn-tiny, 2 epochs",
             train_per_class=50, test_per_class=20, victim="cnn-tiny",
             epochs=2, batch_size=128, lr=0.05,
-            source="cnn-tiny", craft_model_steps=2, craft_lr=0.1, craft_batch_size=250, craft_max_iters=2,
+            source="cnn-tiny",
+            craft_sample=CraftSettings(model_steps=2, lr=0.1, batch_size=250, max_iters=2),
+            craft_class=CraftSettings(model_steps=2, lr=0.1, batch_size=250, max_iters=2),
         ),
     )
 }

@@ -122,7 +122,8 @@ def train_victim(
         for start_i in range(0, len(train), settings.batch_size):
             index = order[start_i : start_i + settings.batch_size]
             xb = train.batch(index)
-            xb = random_crop_flip(xb, generator=generator) if augment else xb.contiguous(memory_format=torch.channels_last)
+            if augment:
+                xb = random_crop_flip(xb, generator=generator)
             target = F.one_hot(train.y[index], num_classes).float()
             xb, target = defense.augment(xb, target, generator)
             if settings.channels_last:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from uebench.attacks.base import Attack, CraftContext
 from uebench.compute import autocast
 from uebench.hookspecs import hookimpl
-from uebench.noise import FORMS, Noise, to_unit_float
+from uebench.noise import FORMS, Noise, apply_noise, to_unit_float
 from uebench.options import option
 from uebench.protocols import stratified_subset
 
@@ -70,16 +70,17 @@ class ErrMinPGD(Attack):
     def resolve(self, protocol, eps):
         o = self.options
         paper = PAPER_DEFAULTS[o.form]
+        scale = protocol.craft(o.form)
         return replace(
             o,
             steps=o.steps if o.steps is not None else paper["steps"],
             step_size=o.step_size if o.step_size is not None else eps / 10,
             stop_error=o.stop_error if o.stop_error is not None else paper["stop_error"],
-            model_steps=o.model_steps if o.model_steps is not None else protocol.craft_model_steps,
+            model_steps=o.model_steps if o.model_steps is not None else scale.model_steps,
             source=o.source if o.source is not None else protocol.source,
-            source_lr=o.source_lr if o.source_lr is not None else protocol.craft_lr,
-            batch_size=o.batch_size if o.batch_size is not None else protocol.craft_batch_size,
-            max_iters=o.max_iters if o.max_iters is not None else protocol.craft_max_iters,
+            source_lr=o.source_lr if o.source_lr is not None else scale.lr,
+            batch_size=o.batch_size if o.batch_size is not None else scale.batch_size,
+            max_iters=o.max_iters if o.max_iters is not None else scale.max_iters,
         )
 
     def craft(self, ctx: CraftContext) -> Noise:
@@ -141,7 +142,7 @@ class MinMinCrafter:
         for _ in range(self.o.model_steps):
             pos = self._next_batch()
             sample = self.index[pos]
-            x = (to_unit_float(ctx.x[sample]) + self._delta_of(pos)).clamp_(0, 1)
+            x = apply_noise(to_unit_float(ctx.x[sample]), self._delta_of(pos))
             with autocast(ctx.device, ctx.precision):
                 loss = F.cross_entropy(self.model(self._layout(x)).float(), ctx.y[sample])
             self.optimizer.zero_grad(set_to_none=True)
@@ -157,7 +158,7 @@ class MinMinCrafter:
         # only the gradient's sign is used; scaling keeps fp16 gradients from underflowing to 0
         scale = 1024.0 if ctx.precision == "fp16" else 1.0
         for _ in range(o.steps):
-            x_adv = self._layout((x + delta).clamp_(0, 1)).requires_grad_(True)
+            x_adv = self._layout(apply_noise(x, delta)).requires_grad_(True)
             with autocast(ctx.device, ctx.precision):
                 loss = F.cross_entropy(self.model(x_adv).float(), y)
             (grad,) = torch.autograd.grad(loss * scale, x_adv)
@@ -167,7 +168,7 @@ class MinMinCrafter:
     @torch.no_grad()
     def _correct(self, x, y, delta) -> int:
         with autocast(self.ctx.device, self.ctx.precision):
-            logits = self.model(self._layout((x + delta).clamp_(0, 1)))
+            logits = self.model(self._layout(apply_noise(x, delta)))
         return int((logits.argmax(1) == y).sum())
 
     def perturbation_pass(self) -> float:
