@@ -199,3 +199,15 @@ def test_committed_leaderboard_is_reproduced_byte_for_byte(tmp_path, csv):
     assert (copy / f"{protocol}.md").read_bytes() == committed.read_bytes(), (
         f"{committed} differs from what `uebench leaderboard build` generates; rebuild it, don't edit it"
     )
+
+
+def test_rows_with_different_attack_options_are_not_averaged_together(tmp_path):
+    csv = tmp_path / "cpu" / "results.csv"
+    base = _row(0, attack="errmin-pgd", form="class", acc=0.30)
+    variant = dict(_row(1, attack="errmin-pgd", form="class", acc=0.20), attack_options=json.dumps({"form": "class", "steps": 10, "model_steps": 10}))
+    same = _row(2, attack="errmin-pgd", form="class", acc=0.40, seed=1)
+    for row in (base, variant, same):
+        append_row(csv, row)
+    text = render(pd.read_csv(csv), "cpu")
+    assert "| errmin-pgd form=class [model_steps=None] | 35.00 (n=2) |" in text
+    assert "| errmin-pgd form=class [model_steps=10] | 20.00 (n=1) |" in text

@@ -30,8 +30,26 @@ def attack_label(row: pd.Series) -> str:
     return f"{row['attack']} form={form}" if form else row["attack"]
 
 
+def distinguish_variants(frame: pd.DataFrame) -> pd.Series:
+    """Rows of one attack label with different options must not be averaged together: append
+    the options that differ between the variants (``errmin-pgd form=class [model_steps=10]``)."""
+    import json
+
+    labels = frame["attack_label"].copy()
+    for label, rows in frame.groupby("attack_label"):
+        variants = {o: json.loads(o) if isinstance(o, str) and o else {} for o in rows["attack_options"].unique()}
+        if len(variants) < 2:
+            continue
+        keys = sorted({k for v in variants.values() for k in v if len({json.dumps(w.get(k)) for w in variants.values()}) > 1})
+        for options, parsed in variants.items():
+            suffix = ", ".join(f"{k}={parsed.get(k)}" for k in keys)
+            labels[rows.index[rows["attack_options"] == options]] = f"{label} [{suffix}]"
+    return labels
+
+
 def render(frame: pd.DataFrame, protocol: str) -> str:
     frame = frame.assign(attack_label=frame.apply(attack_label, axis=1))
+    frame = frame.assign(attack_label=distinguish_variants(frame))
     lines = [
         f"# Leaderboard — protocol `{protocol}`",
         "",
