@@ -167,3 +167,18 @@ def test_invalid_options(values, fragment):
     with pytest.raises(OptionError) as info:
         build_options(ErrMinPGD.Options, values, "attack 'errmin-pgd'")
     assert fragment in str(info.value)
+
+
+def test_cpu_chunked_pgd_matches_whole_batch_pgd(monkeypatch):
+    """Chunking PGD on CPU (for speed) must not change δ beyond rare float-rounding sign flips."""
+    import uebench.attacks.errmin_pgd as errmin
+
+    crafter, ctx = _crafter(steps=3)
+    x, y = to_unit_float(ctx.x), ctx.y
+    start = crafter.delta.clone()
+    monkeypatch.setattr(errmin, "CPU_PGD_CHUNK", 7)  # several chunks, the last one partial
+    chunked = crafter.pgd(x, y, start.clone())
+    monkeypatch.setattr(errmin, "CPU_PGD_CHUNK", 10**9)
+    whole = crafter.pgd(x, y, start.clone())
+    assert len(y) > 7 and chunked.shape == whole.shape
+    assert (chunked == whole).float().mean().item() > 0.999
