@@ -57,7 +57,6 @@ def run(ctx, attack, defense, victim, dataset, protocol, seed, eps, poison_rate,
     for info in host.failures:
         click.echo(f"warning: plugin {info.name!r} ({info.source}) failed to load: {info.error}", err=True)
     chosen_protocol = get_protocol(protocol or default_protocol_name())
-    host.attacks.get(attack), host.defenses.get(defense)  # unknown names fail before option routing
     a_opts, d_opts, v_opts = route_options(parse_assignments(options), host, attack, defense, victim, chosen_protocol)
     spec = CellSpec(
         attack=attack, defense=defense, victim=victim, dataset=dataset, protocol=protocol, seed=seed, eps=eps,
