@@ -30,7 +30,9 @@ class TrainSettings:
     weight_decay: float = 5e-4
     precision: str = "fp32"
     channels_last: bool = True
-    eval_batch_size: int = 1000
+    # Small on purpose: on CPU a no-grad forward over 10k images took 6.6 s at batch 1000 and
+    # 3.3 s at batch 128 (cnn-small, 2 cores) — large activations cost more than they save.
+    eval_batch_size: int = 128
 
 
 @dataclass
