@@ -9,12 +9,12 @@ after, which would let poisoned pixels leave the valid range (a bug of the refer
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from uebench.atomic import atomic_write
 
 FORMS = ("sample", "class")
 
@@ -58,18 +58,9 @@ def apply_noise(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 
 def save_noise(noise: Noise, path: Path) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half-written cache entry."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(noise.meta, form=noise.form, eps=noise.eps, shape=list(noise.delta.shape))
     payload = {"delta": noise.delta.detach().float().cpu().contiguous(), "meta": json.dumps(meta, sort_keys=True)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
 def load_noise(path: Path, expect: dict | None = None) -> Noise:

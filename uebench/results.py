@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 from filelock import FileLock
+
+from uebench.atomic import atomic_write
 
 # The schema every results CSV starts with; plugins' rows may add columns after these.
 COLUMNS = (
@@ -31,14 +31,7 @@ def git_sha(path: Path | None = None) -> str:
 
 
 def _atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def append_row(path: Path, row: dict) -> None:

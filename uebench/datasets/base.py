@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uebench.atomic import atomic_write
+
 
 class DataUnavailableError(RuntimeError):
     """The dataset is in none of the places looked at and could not be downloaded."""
@@ -82,9 +84,7 @@ def write_layout(folder: Path, x_train, y_train, x_test, y_test, shard: int = 10
     folder.mkdir(parents=True, exist_ok=True)
 
     def put(name, **arrays):
-        tmp = folder / f".{name}.tmp.npz"
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, folder / name)
+        atomic_write(folder / name, lambda tmp: np.savez_compressed(tmp, **arrays), suffix=".tmp.npz")
 
     for k, start in enumerate(range(0, len(x_train), shard)):
         sl = slice(start, start + shard)
