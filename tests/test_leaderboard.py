@@ -1,15 +1,17 @@
-"""Generated leaderboards: ``leaderboards/<protocol>/results.csv`` → ``leaderboards/<protocol>.md``.
+"""Generated leaderboards: ``leaderboards/<protocol>/results.csv`` → ``leaderboards/<protocol>.md``
+(the plots it embeds are tested in ``test_plots.py``).
 
 Rows are written with the real ``append_row`` (the writer ``uebench run`` uses), so these tests
 read the same CSV text the runner produces.  The last tests regenerate the repo's committed
 leaderboards into a temp copy and compare bytes: a committed ``.md`` must be exactly what the
-generator makes from the committed ``results.csv``.
+generator makes from the committed ``results.csv``, and its plots must be committed beside it.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 
 import pandas as pd
 import pytest
@@ -83,7 +85,7 @@ def _sections(markdown: str) -> dict[str, list[str]]:
 
 def test_build_writes_one_table_per_dataset_victim_and_rate(root):
     written = build(root)
-    assert written == [root / "cpu.md"]
+    assert written == [root / "cpu" / "accuracy.svg", root / "cpu" / "curves.svg", root / "cpu.md"]
     markdown = (root / "cpu.md").read_text()
     assert markdown.startswith("# Leaderboard — protocol `cpu`\n")
     assert BANNER in markdown
@@ -152,7 +154,9 @@ def test_build_ignores_folders_without_results(tmp_path):
 def test_cli_leaderboard_build(invoke, root):
     result = invoke("leaderboard", "build", "--root", root)
     assert result.exit_code == 0, (result.output, result.exception)
-    assert result.stdout.strip() == f"wrote {root / 'cpu.md'}"
+    assert result.stdout.splitlines() == [
+        f"wrote {root / 'cpu' / 'accuracy.svg'}", f"wrote {root / 'cpu' / 'curves.svg'}", f"wrote {root / 'cpu.md'}",
+    ]
     first = (root / "cpu.md").read_bytes()
     assert first == render(pd.read_csv(root / "cpu" / "results.csv"), "cpu").encode()
     assert invoke("leaderboard", "build", "--root", root).exit_code == 0
@@ -178,12 +182,19 @@ def _regenerate_committed(tmp_path):
 
 def test_committed_leaderboards_regenerate(tmp_path):
     """Always active: the generator handles the committed folder (whatever it holds) and writes
-    exactly one ``<protocol>.md`` per ``<protocol>/results.csv``; every generated ``.md``
-    committed there has its ``results.csv``."""
+    exactly one ``<protocol>.md`` and its two plots per ``<protocol>/results.csv``; every
+    generated ``.md`` committed there has its ``results.csv``."""
     copy, written = _regenerate_committed(tmp_path)
-    assert sorted(written) == sorted(copy / f"{csv.parent.name}.md" for csv in COMMITTED_CSVS)
+    expected = []
+    for csv in COMMITTED_CSVS:
+        protocol = csv.parent.name
+        expected += [copy / f"{protocol}.md", copy / protocol / "accuracy.svg", copy / protocol / "curves.svg"]
+    assert sorted(written) == sorted(expected)
     for path in written:
-        assert path.read_text().startswith("# Leaderboard — protocol ")
+        if path.suffix == ".md":
+            assert path.read_text().startswith("# Leaderboard — protocol ")
+        else:
+            assert ET.parse(path).getroot().tag == "{http://www.w3.org/2000/svg}svg"
     if LEADERBOARDS.is_dir():
         for md in LEADERBOARDS.glob("*.md"):
             if BANNER in md.read_text():
@@ -199,6 +210,24 @@ def test_committed_leaderboard_is_reproduced_byte_for_byte(tmp_path, csv):
     assert (copy / f"{protocol}.md").read_bytes() == committed.read_bytes(), (
         f"{committed} differs from what `uebench leaderboard build` generates; rebuild it, don't edit it"
     )
+    for name in ("accuracy.svg", "curves.svg"):
+        committed_svg, generated_svg = LEADERBOARDS / protocol / name, copy / protocol / name
+        assert committed_svg.is_file(), f"{committed} links {protocol}/{name}, which is not committed; rebuild"
+        hint = f"{committed_svg} differs from what `uebench leaderboard build` generates; rebuild it"
+        if _creator(committed_svg) == _creator(generated_svg):
+            assert generated_svg.read_bytes() == committed_svg.read_bytes(), hint
+        else:  # another matplotlib lays out differently; the words and numbers must still agree
+            assert _texts(generated_svg) == _texts(committed_svg), hint
+
+
+def _texts(svg) -> list[str]:
+    """Every piece of text drawn in an SVG (labels, ticks, legend, titles), in document order."""
+    return ["".join(e.itertext()) for e in ET.parse(svg).iter("{http://www.w3.org/2000/svg}text")]
+
+
+def _creator(svg) -> str:
+    """The ``Matplotlib vX.Y.Z`` an SVG was drawn with: bytes only match within one version."""
+    return next(e.text for e in ET.parse(svg).iter() if e.text and e.text.startswith("Matplotlib v"))
 
 
 def test_rows_with_different_attack_options_are_not_averaged_together(tmp_path):

@@ -1,9 +1,11 @@
 """Leaderboards are generated from results rows, never edited by hand.
 
 ``uebench leaderboard build`` reads every ``leaderboards/<protocol>/results.csv`` and writes
-``leaderboards/<protocol>.md``: one table per dataset × victim with attacks as rows and defenses
-as columns (mean clean test accuracy over seeds, with the seed count), beside the paper's
-reported numbers where the paper has the same cell.
+``leaderboards/<protocol>.md``: one table per dataset × victim × poison rate with attacks as rows
+and defenses as columns (mean clean test accuracy over seeds, with the seed count), beside the
+paper's reported numbers where the paper has the same cell. Beside the CSV it writes the same
+numbers as bars (``<protocol>/accuracy.svg``) and every run's per-epoch curve
+(``<protocol>/curves.svg``); the markdown embeds both (``uebench.plots`` draws them).
 """
 
 from __future__ import annotations
@@ -46,9 +48,30 @@ def distinguish_variants(frame: pd.DataFrame) -> pd.Series:
     return labels
 
 
+# One table (and one plot panel) per group; groups are sorted by these columns.
+GROUP = ["dataset", "victim", "poison_rate"]
+
+# The plots ``build`` writes into ``<protocol>/`` and ``render`` embeds: (file name, alt text).
+PLOTS = (
+    ("accuracy.svg", "Mean clean test accuracy per attack and defense"),
+    ("curves.svg", "Clean test accuracy per epoch, one line per run"),
+)
+
+
+def labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with an ``attack_label`` column: the label every table row and plot uses."""
+    frame = frame.assign(attack_label=frame.apply(attack_label, axis=1) if len(frame) else "")
+    return frame.assign(attack_label=distinguish_variants(frame))
+
+
+def none_first(name: str) -> tuple[bool, str]:
+    """Sort key: the ``none`` attack or defense (the baseline) first, then alphabetically."""
+    return (name != "none", name)
+
+
 def render(frame: pd.DataFrame, protocol: str) -> str:
-    frame = frame.assign(attack_label=frame.apply(attack_label, axis=1))
-    frame = frame.assign(attack_label=distinguish_variants(frame))
+    """The markdown for one protocol; it links the plots that ``build`` writes beside it."""
+    frame = labelled(frame)
     lines = [
         f"# Leaderboard — protocol `{protocol}`",
         "",
@@ -57,12 +80,14 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
         "(n = number of seeds); lower is a stronger attack. 100% poisoned unless the row says otherwise.",
         "",
     ]
-    for (dataset, victim, rate), part in frame.groupby(["dataset", "victim", "poison_rate"], sort=True):
+    for name, alt in PLOTS:
+        lines += [f"![{alt}]({protocol}/{name})", ""]
+    for (dataset, victim, rate), part in frame.groupby(GROUP, sort=True):
         lines += [f"## {dataset} · victim `{victim}` · poison rate {rate:g}", ""]
-        defenses = sorted(part["defense"].unique(), key=lambda d: (d != "none", d))
+        defenses = sorted(part["defense"].unique(), key=none_first)
         lines.append("| attack | " + " | ".join(defenses) + " |")
         lines.append("|---|" + "---|" * len(defenses))
-        for label, rows in sorted(part.groupby("attack_label"), key=lambda kv: (kv[0] != "none", kv[0])):
+        for label, rows in sorted(part.groupby("attack_label"), key=lambda kv: none_first(kv[0])):
             cells = []
             for d in defenses:
                 sel = rows[rows["defense"] == d]["final_test_acc"]
@@ -87,12 +112,21 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
 
 
 def build(root: Path) -> list[Path]:
-    """Regenerate every ``<root>/<protocol>.md``; returns the files written."""
+    """Regenerate every ``<root>/<protocol>.md`` and the plots it embeds
+    (``<root>/<protocol>/accuracy.svg``, ``curves.svg``); returns the files written, plots first."""
+    from uebench import plots  # here, not at the top: uebench.plots imports this module
+
     written = []
     for csv in sorted(Path(root).glob("*/results.csv")):
         protocol = csv.parent.name
+        frame = pd.read_csv(csv)
+        rows = labelled(frame)
+        images = {"accuracy.svg": plots.accuracy_svg(rows), "curves.svg": plots.curves_svg(rows, csv.parent / "curves")}
+        for name, _ in PLOTS:  # before the markdown, so it never links a missing image
+            atomic_write(csv.parent / name, lambda tmp, data=images[name]: Path(tmp).write_bytes(data))
+            written.append(csv.parent / name)
         out = Path(root) / f"{protocol}.md"
-        text = render(pd.read_csv(csv), protocol)
+        text = render(frame, protocol)
         atomic_write(out, lambda tmp: Path(tmp).write_text(text))
         written.append(out)
     return written

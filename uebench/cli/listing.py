@@ -104,13 +104,14 @@ def plugins(ctx, as_json):
 
 @click.group(name="leaderboard")
 def leaderboard_group():
-    """Generated leaderboards (markdown from results CSVs)."""
+    """Generated leaderboards (markdown and plots from results CSVs)."""
 
 
 @leaderboard_group.command(name="build")
 @click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True))
 def leaderboard_build(root):
-    """Regenerate ROOT/<protocol>.md from every ROOT/<protocol>/results.csv."""
+    """Regenerate ROOT/<protocol>.md, with its plots ROOT/<protocol>/accuracy.svg and
+    curves.svg, from every ROOT/<protocol>/results.csv."""
     from pathlib import Path
 
     from uebench.leaderboard import build

@@ -1,0 +1,154 @@
+"""Leaderboard plots: the table's numbers as bars, and every run's per-epoch curve.
+
+``uebench leaderboard build`` writes two SVGs beside each ``<protocol>/results.csv`` and the
+markdown embeds them, because a gap between bars (or a curve still climbing at the last epoch)
+is read at a glance where a table has to be read cell by cell:
+
+* ``accuracy.svg`` — one panel per dataset × victim × poison rate (the markdown's sections, in
+  the same order), attacks down the side with the markdown's labels, one bar per defense, mean
+  clean test accuracy (%) over seeds; a dashed line at chance and a dotted line at the clean
+  (``none`` attack, ``none`` defense) accuracy where the panel has one.
+* ``curves.svg`` — one panel per group that has curves, one line per results row whose
+  ``curves/<run_id>.csv`` exists: clean test accuracy per epoch.
+
+Why a module of its own: matplotlib takes longer to import than the rest of uebench's CLI
+start-up and only this command needs it, so it is imported inside the functions here, never at
+``import uebench`` time. Why these settings: the files are committed and a test rebuilds them,
+so they must be byte-identical from one build to the next (a fixed ``svg.hashsalt`` for the
+element ids, no date in the metadata), and text is kept as SVG text rather than glyph outlines
+(``svg.fonttype = "none"``) so a diff or a grep of the committed file shows the labels.
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from uebench.leaderboard import GROUP, none_first
+
+# Accuracy (%) of guessing, per dataset. Results rows carry no class count, so it lives here; a
+# dataset not listed gets no chance line rather than a wrong one.
+CHANCE = {"cifar10": 10.0}
+
+RC = {
+    "svg.hashsalt": "uebench",  # element ids are hashes salted with this (random by default)
+    "svg.fonttype": "none",  # text as <text>, not glyph paths
+    "font.size": 9,
+}
+
+
+@contextmanager
+def _style():
+    """Matplotlib's defaults plus ``RC``, for drawing and saving only: a user's matplotlibrc
+    must not change the committed bytes, and a caller's own settings are restored afterwards."""
+    import matplotlib
+    import matplotlib.style
+
+    matplotlib.use("Agg")  # no display where leaderboards are built; never open a window
+    with matplotlib.style.context(["default", RC]):
+        yield
+
+
+def _figure(width: float, height: float):
+    # a bare Figure, not pyplot: nothing is registered globally, so nothing needs closing
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _svg(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    return buffer.getvalue()
+
+
+def _message(text: str) -> bytes:
+    """A small figure that says why there is nothing to plot (the markdown links it anyway)."""
+    fig = _figure(6, 1)
+    fig.text(0.5, 0.5, text, ha="center", va="center")
+    return _svg(fig)
+
+
+def _title(dataset, victim, rate) -> str:
+    return f"{dataset} · victim {victim} · poison rate {rate:g}"
+
+
+def _reference_lines(ax, dataset: str, clean: float | None) -> None:
+    chance = CHANCE.get(dataset)
+    if chance is not None:
+        ax.axvline(chance, linestyle="--", color="0.45", linewidth=1, label=f"chance ({chance:g}%)", zorder=3)
+    if clean is not None:
+        ax.axvline(clean, linestyle=":", color="black", linewidth=1.2, label=f"clean ({clean:.1f}%)", zorder=3)
+
+
+def accuracy_svg(frame: pd.DataFrame) -> bytes:
+    """Grouped horizontal bars of mean final clean test accuracy (%); ``frame`` is a results
+    frame with the ``attack_label`` column of ``uebench.leaderboard.labelled``."""
+    with _style():
+        groups = list(frame.groupby(GROUP, sort=True))
+        if not groups:
+            return _message("no results rows yet")
+        layout = []
+        for key, part in groups:
+            attacks = sorted(part["attack_label"].unique(), key=none_first)
+            defenses = sorted(part["defense"].unique(), key=none_first)
+            layout.append((key, part, attacks, defenses))
+        heights = [0.9 + 0.2 * len(a) * len(d) + 0.1 * len(a) for _, _, a, d in layout]
+        fig = _figure(8, sum(heights) + 0.2)
+        axes = fig.subplots(len(layout), 1, squeeze=False, height_ratios=heights)[:, 0]
+        for ax, ((dataset, victim, rate), part, attacks, defenses) in zip(axes, layout):
+            means = 100 * part.groupby(["attack_label", "defense"])["final_test_acc"].mean()
+            width = 0.8 / len(defenses)
+            for j, defense in enumerate(defenses):
+                cells = [(i, means[a, defense]) for i, a in enumerate(attacks) if (a, defense) in means.index]
+                offset = (j - (len(defenses) - 1) / 2) * width
+                bars = ax.barh([i + offset for i, _ in cells], [v for _, v in cells], height=width,
+                               color=f"C{j}", label=f"defense {defense}")
+                ax.bar_label(bars, fmt="%.1f", padding=2, fontsize=7)
+            _reference_lines(ax, dataset, means.get(("none", "none")))
+            ax.set_yticks(range(len(attacks)), attacks)
+            ax.set_ylim(len(attacks) - 0.5, -0.5)  # first attack (the baseline) at the top
+            ax.set_xlim(0, 100)
+            ax.set_xlabel("clean test accuracy (%), mean over seeds")
+            ax.set_title(_title(dataset, victim, rate))
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+        return _svg(fig)
+
+
+def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
+    """Clean test accuracy (%) per epoch, one line per row of ``frame`` (labelled as in
+    ``accuracy_svg``) whose ``curves/<run_id>.csv`` exists; rows without one are left out."""
+    with _style():
+        panels = []
+        for key, part in frame.groupby(GROUP, sort=True):
+            part = part.assign(_attack=part["attack_label"].map(none_first), _defense=part["defense"].map(none_first))
+            lines = []
+            for _, row in part.sort_values(["_attack", "_defense", "seed", "run_id"]).iterrows():
+                path = Path(curves) / f"{row['run_id']}.csv"
+                if path.is_file():
+                    label = f"{row['attack_label']} · {row['defense']} (seed {row['seed']})"
+                    lines.append((label, pd.read_csv(path)))
+            if lines:
+                panels.append((key, lines))
+        if not panels:
+            return _message(f"no per-epoch curves in {Path(curves).name}/")
+        heights = [max(2.6, 0.8 + 0.18 * len(lines)) for _, lines in panels]
+        fig = _figure(9, sum(heights) + 0.2)
+        axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+        for ax, ((dataset, victim, rate), lines) in zip(axes, panels):
+            for k, (label, curve) in enumerate(lines):
+                # ten colours, then the same ten dashed, so no two lines look alike
+                ax.plot(curve["epoch"], 100 * curve["test_acc"], color=f"C{k % 10}",
+                        linestyle="-" if k < 10 else "--", linewidth=1.2, label=label)
+            chance = CHANCE.get(dataset)
+            if chance is not None:
+                ax.axhline(chance, linestyle="--", color="0.45", linewidth=1, label=f"chance ({chance:g}%)")
+            ax.set_ylim(0, 100)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("clean test accuracy (%)")
+            ax.set_title(_title(dataset, victim, rate))
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+        return _svg(fig)
