@@ -24,7 +24,7 @@ def _crafter(form="sample", eps=EPS, **opts):
     options = build_options(ErrMinPGD.Options, dict(form=form, **opts))
     resolved = ErrMinPGD(options).resolve(ctx.protocol, eps)
     crafter = MinMinCrafter(resolved, ctx)
-    crafter._set_trainable(False)
+    crafter.freeze()
     return crafter, ctx
 
 
@@ -37,9 +37,9 @@ def test_pgd_descends_the_loss_and_stays_in_the_ball():
     crafter, ctx = _crafter(steps=10)
     x, y = to_unit_float(ctx.x), ctx.y
     start = crafter.delta.clone()
-    before = _loss(crafter.model, x, start, y)
+    before = _loss(crafter.frozen, x, start, y)
     delta = crafter.pgd(x, y, start.clone())
-    after = _loss(crafter.model, x, delta, y)
+    after = _loss(crafter.frozen, x, delta, y)
     assert after < before, (before, after)
     assert delta.shape == start.shape
     assert delta.abs().max().item() <= EPS + 1e-7
@@ -53,11 +53,11 @@ def test_pgd_each_extra_step_keeps_descending_on_average():
     crafter, ctx = _crafter(steps=1)
     x, y = to_unit_float(ctx.x), ctx.y
     delta = crafter.delta.clone()
-    losses = [_loss(crafter.model, x, delta, y)]
+    losses = [_loss(crafter.frozen, x, delta, y)]
     for _ in range(5):
         delta = crafter.pgd(x, y, delta)
         assert delta.abs().max().item() <= EPS + 1e-7
-        losses.append(_loss(crafter.model, x, delta, y))
+        losses.append(_loss(crafter.frozen, x, delta, y))
     assert losses[-1] < losses[0]
 
 
@@ -68,7 +68,7 @@ def test_negated_step_would_ascend():
     start = crafter.delta.clone()
     crafter.o = replace(crafter.o, step_size=-crafter.o.step_size)
     ascended = crafter.pgd(x, y, start.clone())
-    assert _loss(crafter.model, x, ascended, y) > _loss(crafter.model, x, start, y)
+    assert _loss(crafter.frozen, x, ascended, y) > _loss(crafter.frozen, x, start, y)
     assert ascended.abs().max().item() <= EPS + 1e-7
 
 
@@ -182,3 +182,66 @@ def test_cpu_chunked_pgd_matches_whole_batch_pgd(monkeypatch):
     whole = crafter.pgd(x, y, start.clone())
     assert len(y) > 7 and chunked.shape == whole.shape
     assert (chunked == whole).float().mean().item() > 0.999
+
+
+def test_frozen_copy_folds_batchnorm_without_changing_the_function():
+    """PGD runs on a BN-folded eval copy (faster); it must compute what the eval model computes
+    and leave the trained model untouched (still training, still trainable)."""
+    from uebench.compute import frozen_copy
+    from uebench.victims.cifar import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN().build(10, (3, 32, 32))
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        model(x)  # non-trivial running statistics
+    frozen = frozen_copy(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen.modules())
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(frozen(x), model(x), atol=1e-5)
+
+
+def test_frozen_copy_of_an_untraceable_model_is_a_plain_copy():
+    from uebench.compute import frozen_copy
+
+    class DataDependent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            h = self.bn(self.conv(x))
+            return h if h.sum() > 0 else -h  # torch.fx cannot trace this branch
+
+    model = DataDependent()
+    frozen = frozen_copy(model, channels_last=False)
+    assert isinstance(frozen, DataDependent) and frozen is not model
+    x = torch.rand(2, 3, 8, 8)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(frozen(x), model(x))
+
+
+def test_pgd_on_the_folded_model_matches_the_unfolded_one():
+    crafter, ctx = _crafter(steps=3, source="cnn-small", batch_size=20)
+    crafter.model_steps()  # non-trivial BatchNorm statistics
+    crafter.freeze()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in crafter.frozen.modules())
+    x, y = to_unit_float(ctx.x), ctx.y
+    start = crafter.delta.clone()
+    folded = crafter.pgd(x, y, start.clone())
+    crafter.frozen = crafter.model.eval()  # the unfolded eval model
+    plain = crafter.pgd(x, y, start.clone())
+    assert (folded == plain).float().mean().item() > 0.999
+
+
+def test_classwise_source_model_trains_on_the_whole_set():
+    """As in the reference code, θ's model steps sweep all training images; only δ's updates
+    and the stop error use the class subset."""
+    crafter, ctx = _crafter(form="class", batch_size=8, class_subset=0.5)
+    seen = torch.cat([crafter._next_batch() for _ in range(len(ctx.y) // 8)])
+    assert sorted(seen.tolist()) == list(range(len(ctx.y)))
+    assert len(crafter.index) == len(ctx.y) // 2

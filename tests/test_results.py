@@ -121,3 +121,17 @@ def test_git_sha(tmp_path):
 @pytest.mark.parametrize("bad_dir", ["missing"])
 def test_git_sha_missing_folder_is_empty(tmp_path, bad_dir):
     assert git_sha(tmp_path / bad_dir) == ""
+
+
+def test_atomic_write_gives_files_the_mode_a_plain_open_would(tmp_path):
+    """mkstemp creates 0600 files; leaderboards and results must stay readable by others."""
+    import os
+    import stat
+
+    from uebench.atomic import atomic_write
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = tmp_path / "atomic.txt"
+    atomic_write(atomic, lambda tmp: open(tmp, "w").write("x"))
+    assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)

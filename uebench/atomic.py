@@ -19,7 +19,16 @@ def atomic_write(path: Path, write: Callable[[str], None], suffix: str = ".tmp")
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file owner-only (0600); give it the mode a plain open() would
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

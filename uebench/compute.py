@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 
 import numpy as np
@@ -47,6 +48,31 @@ def autocast(device: torch.device, precision: str):
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool = True) -> torch.nn.Module:
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def frozen_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
+    """An eval-mode, gradient-free copy of ``model`` with each BatchNorm folded into the
+    convolution before it, for passes that differentiate w.r.t. the *input* only (PGD).
+
+    In eval mode a BatchNorm is a per-channel affine map, so folding it changes nothing but
+    float rounding, and it saves a memory-bound elementwise pass forward and backward per layer:
+    PGD steps run 1.1-1.4× faster on 2 CPU cores (ToyModel, cnn-small; benchmarks/).  Models
+    torch.fx cannot trace (data-dependent control flow) are copied unfolded.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    was_training = model.training
+    model.eval()
+    try:
+        frozen = fuse(model, inplace=False)
+    except Exception:  # tracing failures come as TraceError, TypeError, AttributeError, …
+        frozen = copy.deepcopy(model)
+    finally:
+        model.train(was_training)
+    frozen.eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen.to(memory_format=torch.channels_last) if channels_last else frozen
 
 
 def seed_everything(seed: int) -> torch.Generator:

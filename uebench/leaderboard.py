@@ -64,6 +64,15 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(attack_label=distinguish_variants(frame))
 
 
+def current_version(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the newest protocol version in ``frame``: a protocol's numbers change meaning
+    when its version does, so older rows stay in the CSV (history) but are never averaged in."""
+    if frame.empty or "protocol_version" not in frame:
+        return frame
+    versions = pd.to_numeric(frame["protocol_version"], errors="coerce")
+    return frame[versions == versions.max()]
+
+
 def none_first(name: str) -> tuple[bool, str]:
     """Sort key: the ``none`` attack or defense (the baseline) first, then alphabetically."""
     return (name != "none", name)
@@ -71,7 +80,9 @@ def none_first(name: str) -> tuple[bool, str]:
 
 def render(frame: pd.DataFrame, protocol: str) -> str:
     """The markdown for one protocol; it links the plots that ``build`` writes beside it."""
-    frame = labelled(frame)
+    shown = current_version(frame)
+    older = len(frame) - len(shown)
+    frame = labelled(shown)
     lines = [
         f"# Leaderboard — protocol `{protocol}`",
         "",
@@ -80,6 +91,12 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
         "(n = number of seeds); lower is a stronger attack. 100% poisoned unless the row says otherwise.",
         "",
     ]
+    if older:
+        version = frame["protocol_version"].iloc[0]
+        lines += [
+            f"Protocol version {version}; {older} row(s) of older versions stay in `results.csv` but are not shown.",
+            "",
+        ]
     for name, alt in PLOTS:
         lines += [f"![{alt}]({protocol}/{name})", ""]
     for (dataset, victim, rate), part in frame.groupby(GROUP, sort=True):
@@ -120,7 +137,7 @@ def build(root: Path) -> list[Path]:
     for csv in sorted(Path(root).glob("*/results.csv")):
         protocol = csv.parent.name
         frame = pd.read_csv(csv)
-        rows = labelled(frame)
+        rows = labelled(current_version(frame))
         images = {"accuracy.svg": plots.accuracy_svg(rows), "curves.svg": plots.curves_svg(rows, csv.parent / "curves")}
         for name, _ in PLOTS:  # before the markdown, so it never links a missing image
             atomic_write(csv.parent / name, lambda tmp, data=images[name]: Path(tmp).write_bytes(data))

@@ -76,13 +76,13 @@ PROTOCOLS: dict[str, Protocol] = {
             source="resnet18",
         ),
         Protocol(
-            name="cpu", version=1,
+            name="cpu", version=2,  # 2: Δc M 4 → 10 (the paper's), with θ trained on the whole set
             description="2 CPU cores: stratified 5k-image CIFAR-10 train subset, full test set, cnn-small source and victim",
             train_per_class=500, test_per_class=None, victim="cnn-small",
             epochs=24, batch_size=128, lr=0.05,
             source="cnn-small",
             craft_sample=CraftSettings(model_steps=40, lr=0.1, batch_size=256, max_iters=20),
-            craft_class=CraftSettings(model_steps=4, lr=0.1, batch_size=128, max_iters=200),
+            craft_class=CraftSettings(model_steps=10, lr=0.1, batch_size=128, max_iters=200),
         ),
         Protocol(
             name="smoke", version=1,

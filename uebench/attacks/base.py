@@ -34,12 +34,15 @@ class Attack:
 
     Subclasses set ``name``, declare ``Options`` (a dataclass; ``None`` fields are filled from
     the protocol and ε by ``resolve``) and implement ``craft``.  ``cacheable = False`` skips
-    the noise cache (for attacks cheaper to redo than to store).
+    the noise cache (for attacks cheaper to redo than to store).  Bump ``revision`` whenever
+    a change makes ``craft`` produce different noise for the same options: it is part of the
+    noise-cache key, so noise cached by the old code is never served for the new.
     """
 
     name: str = ""
     Options = None
     cacheable: bool = True
+    revision: int = 1
 
     def __init__(self, options=None):
         self.options = options if options is not None else (self.Options() if self.Options else None)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from uebench.attacks.base import Attack, CraftContext
-from uebench.compute import autocast
+from uebench.compute import autocast, frozen_copy
 from uebench.hookspecs import hookimpl
 from uebench.noise import FORMS, Noise, apply_noise, to_unit_float
 from uebench.options import option
@@ -47,6 +47,7 @@ class ErrMinPGD(Attack):
     """Error-minimizing (min-min) noise by PGD, sample-wise or class-wise (Huang et al. 2021)."""
 
     name = "errmin-pgd"
+    revision = 2  # 2: θ trains on the whole set for Δc, not only on the class subset
 
     @dataclass
     class Options:
@@ -103,14 +104,17 @@ class MinMinCrafter:
         params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(params, lr=o.source_lr, momentum=0.9, weight_decay=5e-4)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.precision == "fp16")
-        if o.form == "class":  # craft on a stratified subset; δ_k then applies to every class-k image
+        # θ trains on the whole set (as in the reference code); δ is updated and λ measured on
+        # ``self.index``: everything for Δs, a stratified ``class_subset`` for Δc
+        self.pool = torch.arange(len(ctx.y), device=ctx.device)
+        if o.form == "class":
             per_class = max(1, int(round(o.class_subset * len(ctx.y) / ctx.num_classes)))
             counts = torch.bincount(ctx.y.cpu(), minlength=ctx.num_classes)
             per_class = min(per_class, int(counts.min()))
             self.index = stratified_subset(ctx.y.cpu(), per_class, ctx.seed).to(ctx.device)
             rows = ctx.num_classes
         else:
-            self.index = torch.arange(len(ctx.y), device=ctx.device)
+            self.index = self.pool
             rows = len(ctx.y)
         shape = (rows, *ctx.x.shape[1:])
         # the reference code starts from uniform noise in [-ε, ε]
@@ -122,33 +126,31 @@ class MinMinCrafter:
     def _layout(self, x):
         return x.contiguous(memory_format=torch.channels_last) if self.ctx.channels_last else x
 
-    def _delta_of(self, pos: torch.Tensor) -> torch.Tensor:
-        """δ rows for positions ``pos`` of ``self.index``."""
-        return self.delta[self.ctx.y[self.index[pos]]] if self.o.form == "class" else self.delta[self.index[pos]]
+    def _delta_of(self, sample: torch.Tensor) -> torch.Tensor:
+        """The δ of each training image in ``sample`` (its class's δ for Δc)."""
+        return self.delta[self.ctx.y[sample]] if self.o.form == "class" else self.delta[sample]
 
     def _next_batch(self) -> torch.Tensor:
-        """Positions of the next model-step batch; one shuffled sweep after another, across iterations."""
+        """Images of the next model-step batch; one shuffled sweep after another, across iterations."""
         if self._cursor >= len(self._order):
-            self._order = torch.randperm(len(self.index), generator=self.ctx.generator).to(self.ctx.device)
+            self._order = self.pool[torch.randperm(len(self.pool), generator=self.ctx.generator).to(self.ctx.device)]
             self._cursor = 0
-        pos = self._order[self._cursor : self._cursor + self.o.batch_size]
+        sample = self._order[self._cursor : self._cursor + self.o.batch_size]
         self._cursor += self.o.batch_size
-        return pos
+        return sample
 
-    def _set_trainable(self, flag: bool):
-        self.model.train(flag)
-        for p in self.model.parameters():
-            p.requires_grad_(flag)
+    def freeze(self):
+        """Snapshot θ for a perturbation pass: eval mode, BatchNorm folded (see ``frozen_copy``)."""
+        self.frozen = frozen_copy(self.model, self.ctx.channels_last)
 
     # -- the two phases ----------------------------------------------------------------------
     def model_steps(self) -> float:
         """M SGD steps of θ on (x + δ, y); returns the mean loss."""
         ctx, total = self.ctx, 0.0
-        self._set_trainable(True)
+        self.model.train()
         for _ in range(self.o.model_steps):
-            pos = self._next_batch()
-            sample = self.index[pos]
-            x = apply_noise(to_unit_float(ctx.x[sample]), self._delta_of(pos))
+            sample = self._next_batch()
+            x = apply_noise(to_unit_float(ctx.x[sample]), self._delta_of(sample))
             with autocast(ctx.device, ctx.precision):
                 loss = F.cross_entropy(self.model(self._layout(x)).float(), ctx.y[sample])
             self.optimizer.zero_grad(set_to_none=True)
@@ -172,7 +174,7 @@ class MinMinCrafter:
         for _ in range(o.steps):
             x_adv = self._layout(apply_noise(x, delta)).requires_grad_(True)
             with autocast(ctx.device, ctx.precision):
-                loss = F.cross_entropy(self.model(x_adv).float(), y)
+                loss = F.cross_entropy(self.frozen(x_adv).float(), y)
             (grad,) = torch.autograd.grad(loss * scale, x_adv)
             delta = (x_adv.detach() - o.step_size * grad.sign() - x).clamp_(-ctx.eps, ctx.eps)
         return delta
@@ -180,7 +182,7 @@ class MinMinCrafter:
     @torch.no_grad()
     def _correct(self, x, y, delta) -> int:
         with autocast(self.ctx.device, self.ctx.precision):
-            logits = self.model(self._layout(apply_noise(x, delta)))
+            logits = self.frozen(self._layout(apply_noise(x, delta)))
         return int((logits.argmax(1) == y).sum())
 
     def perturbation_pass(self) -> float:
@@ -192,13 +194,12 @@ class MinMinCrafter:
         Class-wise: δ_k moves after every batch, so the error needs a pass with the final δ.
         """
         ctx, o = self.ctx, self.o
-        self._set_trainable(False)
+        self.freeze()
         correct = 0
         for start in range(0, len(self.index), o.batch_size):
-            pos = torch.arange(start, min(start + o.batch_size, len(self.index)), device=ctx.device)
-            sample = self.index[pos]
+            sample = self.index[start : start + o.batch_size]
             x, y = to_unit_float(ctx.x[sample]), ctx.y[sample]
-            eta = self.pgd(x, y, self._delta_of(pos))
+            eta = self.pgd(x, y, self._delta_of(sample))
             if o.form == "sample":
                 self.delta[sample] = eta
                 correct += self._correct(x, y, eta)
@@ -209,9 +210,8 @@ class MinMinCrafter:
                 self.delta[present] = (sums[present] / counts[present].view(-1, 1, 1, 1)).clamp_(-ctx.eps, ctx.eps)
         if o.form == "class":
             for start in range(0, len(self.index), o.batch_size):
-                pos = torch.arange(start, min(start + o.batch_size, len(self.index)), device=ctx.device)
-                sample = self.index[pos]
-                correct += self._correct(to_unit_float(ctx.x[sample]), ctx.y[sample], self._delta_of(pos))
+                sample = self.index[start : start + o.batch_size]
+                correct += self._correct(to_unit_float(ctx.x[sample]), ctx.y[sample], self._delta_of(sample))
         return 1.0 - correct / len(self.index)
 
     def run(self) -> Noise:
