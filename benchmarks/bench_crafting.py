@@ -78,7 +78,7 @@ class Settings:
     train_lr: float = 0.05
 
     @classmethod
-    def preset(cls, quick: bool) -> "Settings":
+    def preset(cls, quick: bool) -> Settings:
         if quick:
             return cls(quick=True, craft_images=512, craft_repeats=1, raw_seconds=6.0, probe_steps=2, train_images=1536, train_rounds=1)
         return cls(quick=False, craft_images=5000, craft_repeats=1, raw_seconds=20.0, probe_steps=2, train_images=5000, train_rounds=2)
@@ -120,9 +120,9 @@ def load_images(data_dir: str | None, n: int, synthetic: bool) -> tuple[torch.Te
     if not synthetic:
         try:
             data = Cifar10().load(data_dir, download=False)
-            return data.x_train[:n].contiguous(), data.y_train[:n].contiguous(), "CIFAR-10 train[:%d]" % n
+            return data.x_train[:n].contiguous(), data.y_train[:n].contiguous(), f"CIFAR-10 train[:{n}]"
         except Exception as exc:  # no data here: fall back so the benchmark still runs
-            warnings.warn(f"CIFAR-10 not found ({type(exc).__name__}); using random uint8 images")
+            warnings.warn(f"CIFAR-10 not found ({type(exc).__name__}); using random uint8 images", stacklevel=2)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
     return x, torch.randint(0, 10, (n,), generator=g), "random uint8 images (synthetic)"

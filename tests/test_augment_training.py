@@ -26,7 +26,7 @@ def test_padding_zero_is_identity_or_hflip():
     assert out.shape == x.shape and out.dtype == x.dtype
     same = [torch.equal(out[i], x[i]) for i in range(len(x))]
     flipped = [torch.equal(out[i], x[i].flip(-1)) for i in range(len(x))]
-    assert all(s or f for s, f in zip(same, flipped))
+    assert all(s or f for s, f in zip(same, flipped, strict=True))
     assert any(same) and any(flipped)  # both happen across 64 images
 
 

@@ -11,9 +11,9 @@ import json
 import textwrap
 
 import pytest
+from test_plugins_dir import GOOD
 
 from conftest import json_out, require_data
-from test_plugins_dir import GOOD
 from uebench.cache import NoiseCache
 from uebench.cli import cli
 from uebench.protocols import get_protocol

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Optional
 
 import pytest
 
@@ -34,7 +33,7 @@ class Opts:
     rate: float = option(0.5, help="a float")
     flag: bool = option(False, help="a bool")
     label: str = option("a", help="a string", choices=("a", "b"))
-    maybe_n: Optional[int] = option(None, help="optional int")
+    maybe_n: int | None = option(None, help="optional int")
     maybe_x: float | None = option(None, help="optional float (PEP 604)")
     text: str | None = option(None, help="optional string")
 

@@ -13,9 +13,9 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+from test_leaderboard import _row
 
 from conftest import REPO
-from test_leaderboard import _row
 from uebench.leaderboard import build
 from uebench.results import append_row, write_curve
 

@@ -144,6 +144,6 @@ def build(root: Path) -> list[Path]:
             written.append(csv.parent / name)
         out = Path(root) / f"{protocol}.md"
         text = render(frame, protocol)
-        atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(out, lambda tmp, text=text: Path(tmp).write_text(text))
         written.append(out)
     return written

@@ -40,7 +40,7 @@ class Noise:
         """δ for the samples ``index`` with labels ``labels`` (class-wise noise is looked up by label)."""
         return self.delta[labels] if self.form == "class" else self.delta[index]
 
-    def to(self, device) -> "Noise":
+    def to(self, device) -> Noise:
         return Noise(self.delta.to(device), self.form, self.eps, dict(self.meta))
 
 

@@ -99,7 +99,7 @@ def accuracy_svg(frame: pd.DataFrame) -> bytes:
         heights = [0.9 + 0.2 * len(a) * len(d) + 0.1 * len(a) for _, _, a, d in layout]
         fig = _figure(8, sum(heights) + 0.2)
         axes = fig.subplots(len(layout), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, ((dataset, victim, rate), part, attacks, defenses) in zip(axes, layout):
+        for ax, ((dataset, victim, rate), part, attacks, defenses) in zip(axes, layout, strict=True):
             means = 100 * part.groupby(["attack_label", "defense"])["final_test_acc"].mean()
             width = 0.8 / len(defenses)
             for j, defense in enumerate(defenses):
@@ -138,7 +138,7 @@ def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
         heights = [max(2.6, 0.8 + 0.18 * len(lines)) for _, lines in panels]
         fig = _figure(9, sum(heights) + 0.2)
         axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, ((dataset, victim, rate), lines) in zip(axes, panels):
+        for ax, ((dataset, victim, rate), lines) in zip(axes, panels, strict=True):
             for k, (label, curve) in enumerate(lines):
                 # ten colours, then the same ten dashed, so no two lines look alike
                 ax.plot(curve["epoch"], 100 * curve["test_acc"], color=f"C{k % 10}",

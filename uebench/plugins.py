@@ -176,10 +176,10 @@ class PluginHost:
                 info = by_name.get(impl.plugin_name)
                 registry = self.registries[kind]
 
-                def register(cls, _plugin=impl.plugin_name, _registry=registry, _info=info):
+                def register(cls, _plugin=impl.plugin_name, _registry=registry, _info=info, _kind=kind):
                     _registry.add(cls, plugin=_plugin)
                     if _info is not None:
-                        _info.provides.setdefault(kind, []).append(cls.name)
+                        _info.provides.setdefault(_kind, []).append(cls.name)
 
                 try:
                     impl.function(**{arg: register for arg in impl.argnames})

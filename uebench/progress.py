@@ -50,7 +50,7 @@ class Reporter:
         self.console = console or Console(stderr=True)
         self._progress: Progress | None = None
 
-    def __enter__(self) -> "Reporter":
+    def __enter__(self) -> Reporter:
         if not self.quiet and self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),

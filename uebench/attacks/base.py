@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 
@@ -23,7 +23,7 @@ class CraftContext:
     device: torch.device
     precision: str
     channels_last: bool
-    protocol: "object"  # uebench.protocols.Protocol
+    protocol: object  # uebench.protocols.Protocol
     build_model: Callable[[str], torch.nn.Module]  # victim name → fresh model on ``device``
     generator: torch.Generator
     reporter: Reporter = NULL_REPORTER

@@ -36,7 +36,7 @@ class ImageData:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def to(self, device) -> "ImageData":
+    def to(self, device) -> ImageData:
         return ImageData(*(t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)), self.classes)
 
 
