@@ -6,9 +6,11 @@ x' ← Π_ε(x' − α·sign(∇ₓL)), until the source model's error on (x+δ)
 
 Options (None = paper default for the form, or the protocol's value):
 
-- ``form``: ``sample`` (Δs, one δ per image) or ``class`` (Δc, one δ per class, crafted on a
+- ``form``: ``sample`` (Δs, one δ per image) or ``class`` (Δc, one δ per class, updated on a
   stratified ``class_subset`` fraction of the data, δ_k averaged over each batch's class-k
-  examples as in the reference code).
+  examples as in the reference code; the source model's M steps still sweep the whole set,
+  with each image's class δ added, as the reference code's do — trained on the subset alone
+  the source memorises it and the noise comes out weak).
 - ``steps`` T (20 for Δs, 1 for Δc), ``step_size`` α (ε/10), ``stop_error`` λ (0.01 / 0.1).
 - ``model_steps`` M, ``source`` (any registered victim), ``source_lr``, ``batch_size``,
   ``max_iters`` (cap on outer iterations): from the protocol.
