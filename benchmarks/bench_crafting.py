@@ -9,7 +9,8 @@ Sections (see benchmarks/README.md for the full description):
 1. crafting, at the reference settings of Huang et al.'s official code: its ToyModel as source,
    batch 512, T=20 PGD steps, ε=8/255, α=ε/10, M=10 model steps, CIFAR-10 images.
    a. raw    — bare forward+backward-to-input loop of the model (fp32 NCHW, fp32 channels_last,
-               bf16 only where the CPU has native bf16); best variant = "raw".
+               fp32 channels_last with BatchNorm folded into the convs, and bf16 only where the
+               CPU has native bf16); best variant = "raw".
    b. pass   — ``MinMinCrafter.perturbation_pass()`` in image·PGD-steps/s, as a ratio of raw;
                each batch is bracketed by short raw probes and the ratio is their median.
    c. iter   — seconds per outer iteration (model_steps + perturbation_pass) of uebench versus an
@@ -43,7 +44,7 @@ from torch import nn
 
 from uebench.attacks.base import CraftContext
 from uebench.attacks.errmin_pgd import ErrMinPGD, MinMinCrafter
-from uebench.compute import cpu_has_fast_bf16, prepare_model, resolve_precision
+from uebench.compute import cpu_has_fast_bf16, frozen_copy, prepare_model, resolve_precision
 from uebench.datasets.cifar10 import Cifar10
 from uebench.defenses.standard import NoDefense
 from uebench.noise import Noise
@@ -153,9 +154,12 @@ def timed_steps(step, seconds: float, min_steps: int = 3) -> list[float]:
 class RawLoop:
     """Bare PGD-shaped work: forward, cross-entropy, gradient w.r.t. the input only; nothing else."""
 
-    def __init__(self, base: nn.Module, x: torch.Tensor, y: torch.Tensor, layout: str, dtype: str):
-        self.name = f"{dtype} {layout}" + (f", batch {len(y)}" if len(y) != 512 else "")
-        self.model = fresh_copy(base, channels_last=layout == "channels_last").eval()
+    def __init__(self, base: nn.Module, x: torch.Tensor, y: torch.Tensor, layout: str, dtype: str, fold: bool = False):
+        self.name = f"{dtype} {layout}" + (", BN folded" if fold else "") + (f", batch {len(y)}" if len(y) != 512 else "")
+        channels_last = layout == "channels_last"
+        self.model = fresh_copy(base, channels_last).eval()
+        if fold:  # what uebench's pass runs on (uebench.compute.frozen_copy)
+            self.model = frozen_copy(self.model, channels_last)
         for p in self.model.parameters():
             p.requires_grad_(False)
         x = x.float().div(255)
@@ -624,9 +628,10 @@ def bench_crafting(s: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[list[
     n = len(y)
     base = toy_model()
     xb, yb = x[: s.batch], y[: s.batch]
-    raws = [RawLoop(base, xb, yb, "nchw", "fp32"), RawLoop(base, xb, yb, "channels_last", "fp32")]
+    raws = [RawLoop(base, xb, yb, "nchw", "fp32"), RawLoop(base, xb, yb, "channels_last", "fp32"),
+            RawLoop(base, xb, yb, "channels_last", "fp32", fold=True)]
     if cpu_has_fast_bf16():
-        raws.append(RawLoop(base, xb, yb, "channels_last", "bf16"))
+        raws.append(RawLoop(base, xb, yb, "channels_last", "bf16", fold=True))
     # not a candidate for "raw": the same loop on sub-batches of 64, to show what batch 512 costs here
     small = RawLoop(base, xb[:64], yb[:64], "channels_last", "fp32")
     ours = UebenchCrafting(base, x, y, s)
