@@ -122,6 +122,7 @@ class MinMinCrafter:
         # the reference code starts from uniform noise in [-ε, ε]
         self.delta = ((torch.rand(shape, generator=ctx.generator) * 2 - 1) * ctx.eps).to(ctx.device)
         self._order = torch.empty(0, dtype=torch.long, device=ctx.device)
+        self.frozen: torch.nn.Module | None = None  # θ as of the last ``freeze()``
         self._cursor = 0
 
     # -- helpers -----------------------------------------------------------------------------
@@ -164,6 +165,8 @@ class MinMinCrafter:
 
     def pgd(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """T steps of x' ← Π_ε(x' − α·sign(∇ₓL(f(x'), y))) from x' = clip(x + δ); returns the new δ."""
+        if self.frozen is None:
+            self.freeze()
         chunk = CPU_PGD_CHUNK if self.ctx.device.type == "cpu" else len(y)
         if len(y) > chunk:
             return torch.cat([self._pgd(x[s : s + chunk], y[s : s + chunk], delta[s : s + chunk]) for s in range(0, len(y), chunk)])
