@@ -154,7 +154,8 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> dict:
 
     # 1. noise: cached by everything that determines it
     key_fields = {
-        "attack": cell.attack.name, "attack_revision": cell.attack.revision, "options": options_dict(cell.attack_resolved), "dataset": cell.dataset.name,
+        "attack": cell.attack.name, "attack_revision": cell.attack.revision,
+        "options": options_dict(cell.attack_resolved), "dataset": cell.dataset.name,
         "protocol": protocol.name, "protocol_version": protocol.version, "seed": spec.seed, "eps": round(spec.eps, 10),
         "uebench": __version__, "train_size": len(y_train),
     }

@@ -108,7 +108,6 @@ class MinMinCrafter:
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.precision == "fp16")
         # θ trains on the whole set (as in the reference code); δ is updated and λ measured on
         # ``self.index``: everything for Δs, a stratified ``class_subset`` for Δc
-        self.pool = torch.arange(len(ctx.y), device=ctx.device)
         if o.form == "class":
             per_class = max(1, int(round(o.class_subset * len(ctx.y) / ctx.num_classes)))
             counts = torch.bincount(ctx.y.cpu(), minlength=ctx.num_classes)
@@ -116,7 +115,7 @@ class MinMinCrafter:
             self.index = stratified_subset(ctx.y.cpu(), per_class, ctx.seed).to(ctx.device)
             rows = ctx.num_classes
         else:
-            self.index = self.pool
+            self.index = torch.arange(len(ctx.y), device=ctx.device)
             rows = len(ctx.y)
         shape = (rows, *ctx.x.shape[1:])
         # the reference code starts from uniform noise in [-ε, ε]
@@ -134,9 +133,9 @@ class MinMinCrafter:
         return self.delta[self.ctx.y[sample]] if self.o.form == "class" else self.delta[sample]
 
     def _next_batch(self) -> torch.Tensor:
-        """Images of the next model-step batch; one shuffled sweep after another, across iterations."""
+        """Images of the next model-step batch: shuffled sweeps over the whole set, across iterations."""
         if self._cursor >= len(self._order):
-            self._order = self.pool[torch.randperm(len(self.pool), generator=self.ctx.generator).to(self.ctx.device)]
+            self._order = torch.randperm(len(self.ctx.y), generator=self.ctx.generator).to(self.ctx.device)
             self._cursor = 0
         sample = self._order[self._cursor : self._cursor + self.o.batch_size]
         self._cursor += self.o.batch_size
