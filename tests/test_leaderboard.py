@@ -95,14 +95,15 @@ def test_build_writes_one_table_per_dataset_victim_and_rate(root):
         "cifar10 · victim `resnet18` · poison rate 0.5",
         "cifar10 · victim `resnet18` · poison rate 1",
     ]
-    # attacks as rows (none first), defenses as columns (none first), mean over seeds with n=,
+    # attacks as rows (none first), defenses as columns (none first), mean ± sample sd over seeds
+    # with n= (no ± for a single seed),
     # an em dash where a cell has no runs
     assert sections["cifar10 · victim `resnet18` · poison rate 1"] == [
         "| attack | none | cutmix |",
         "|---|---|---|",
-        "| none | 91.00 (n=2) | 89.00 (n=1) |",
+        "| none | 91.00 ± 1.41 (n=2) | 89.00 (n=1) |",
         "| errmin-pgd form=class | — | 15.00 (n=1) |",
-        "| errmin-pgd form=sample | 22.00 (n=3) | — |",
+        "| errmin-pgd form=sample | 22.00 ± 2.00 (n=3) | — |",
         "| random | 85.00 (n=1) | — |",
     ]
     assert sections["cifar10 · victim `cnn-tiny` · poison rate 1"] == [
@@ -238,7 +239,7 @@ def test_rows_with_different_attack_options_are_not_averaged_together(tmp_path):
     for row in (base, variant, same):
         append_row(csv, row)
     text = render(pd.read_csv(csv), "cpu")
-    assert "| errmin-pgd form=class [model_steps=None] | 35.00 (n=2) |" in text
+    assert "| errmin-pgd form=class [model_steps=None] | 35.00 ± 7.07 (n=2) |" in text
     assert "| errmin-pgd form=class [model_steps=10] | 20.00 (n=1) |" in text
 
 
@@ -250,5 +251,5 @@ def test_rows_of_an_older_protocol_version_are_not_averaged_in(tmp_path):
     append_row(csv, _row(2, acc=0.90, version=2, seed=1))
     build(tmp_path)
     text = (tmp_path / "cpu.md").read_text()
-    assert "| none | 80.00 (n=2) |" in text
+    assert "| none | 80.00 ± 14.14 (n=2) |" in text
     assert "Protocol version 2; 1 row(s) of older versions" in text

@@ -6,7 +6,7 @@ is read at a glance where a table has to be read cell by cell:
 
 * ``accuracy.svg`` — one panel per dataset × victim × poison rate (the markdown's sections, in
   the same order), attacks down the side with the markdown's labels, one bar per defense, mean
-  clean test accuracy (%) over seeds; a dashed line at chance and a dotted line at the clean
+  clean test accuracy (%) over seeds with a ±1 sample standard deviation error bar; a dashed line at chance and a dotted line at the clean
   (``none`` attack, ``none`` defense) accuracy where the panel has one.
 * ``curves.svg`` — one panel per group that has curves, one line per results row whose
   ``curves/<run_id>.csv`` exists: clean test accuracy per epoch.
@@ -100,19 +100,21 @@ def accuracy_svg(frame: pd.DataFrame) -> bytes:
         fig = _figure(8, sum(heights) + 0.2)
         axes = fig.subplots(len(layout), 1, squeeze=False, height_ratios=heights)[:, 0]
         for ax, ((dataset, victim, rate), part, attacks, defenses) in zip(axes, layout, strict=True):
-            means = 100 * part.groupby(["attack_label", "defense"])["final_test_acc"].mean()
+            by_cell = part.assign(pct=100 * part["final_test_acc"]).groupby(["attack_label", "defense"])["pct"]
+            means, sds = by_cell.mean(), by_cell.std(ddof=1).fillna(0.0)  # one seed: no error bar
             width = 0.8 / len(defenses)
             for j, defense in enumerate(defenses):
-                cells = [(i, means[a, defense]) for i, a in enumerate(attacks) if (a, defense) in means.index]
+                cells = [(i, means[a, defense], sds[a, defense]) for i, a in enumerate(attacks) if (a, defense) in means.index]
                 offset = (j - (len(defenses) - 1) / 2) * width
-                bars = ax.barh([i + offset for i, _ in cells], [v for _, v in cells], height=width,
+                bars = ax.barh([i + offset for i, _, _ in cells], [m for _, m, _ in cells], height=width,
+                               xerr=[s for _, _, s in cells], error_kw={"elinewidth": 0.8, "capsize": 2},
                                color=f"C{j}", label=f"defense {defense}")
                 ax.bar_label(bars, fmt="%.1f", padding=2, fontsize=7)
             _reference_lines(ax, dataset, means.get(("none", "none")))
             ax.set_yticks(range(len(attacks)), attacks)
             ax.set_ylim(len(attacks) - 0.5, -0.5)  # first attack (the baseline) at the top
             ax.set_xlim(0, 100)
-            ax.set_xlabel("clean test accuracy (%), mean over seeds")
+            ax.set_xlabel("clean test accuracy (%), mean ± sd over seeds")
             ax.set_title(_title(dataset, victim, rate))
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
         return _svg(fig)

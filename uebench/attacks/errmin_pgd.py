@@ -36,11 +36,13 @@ from uebench.noise import FORMS, Noise, apply_noise, to_unit_float
 from uebench.options import option
 from uebench.protocols import stratified_subset
 
-# On CPU, one fwd+bwd over 512 images is ~1.7-2x slower per image than over 128 (allocator
-# churn on big activations; measured on 2 cores for cnn-small and the reference ToyModel), so
-# PGD runs in chunks there.  In eval mode each sample's gradient sign is independent of the
-# others in its batch, so chunking changes nothing but float rounding.
-CPU_PGD_CHUNK = 128
+# On CPU, one fwd+bwd over 512 images is ~1.7-2x slower per image than over 64 (allocator and
+# cache churn on big activations), so PGD runs in chunks there.  Measured on 2 cores, BN-folded,
+# channels_last, image·steps/s at chunk 32/64/128/256: ToyModel 571/499/422/398 and
+# 630/719/581/435 (two runs), cnn-small 1231/1332/1321/1256.  In eval mode each sample's
+# gradient sign is independent of the others in its batch, so chunking changes nothing but
+# float rounding.
+CPU_PGD_CHUNK = 64
 
 PAPER_DEFAULTS = {"sample": {"steps": 20, "stop_error": 0.01}, "class": {"steps": 1, "stop_error": 0.1}}
 
