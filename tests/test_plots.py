@@ -121,3 +121,25 @@ def test_importing_uebench_does_not_import_matplotlib():
     code = "import sys, uebench, uebench.leaderboard, uebench.plots; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _line_styles(svg) -> list[tuple[str, str]]:
+    """(stroke colour, dash pattern or "solid") of each data line, in drawing order: the lines
+    clipped to the axes are the plotted ones (ticks and frames are not clipped)."""
+    styles = []
+    for path in ET.parse(svg).iter(f"{SVG}path"):
+        if path.get("clip-path"):
+            style = dict(part.strip().split(": ") for part in path.get("style").split(";") if part.strip())
+            styles.append((style["stroke"], style.get("stroke-dasharray", "solid")))
+    return styles
+
+
+def test_seeds_of_one_cell_share_a_colour_and_differ_in_line_style(tmp_path):
+    cells = [("none", {}, "none", 0, 0.66, True), ("none", {}, "none", 1, 0.70, True),
+             ("errmin-pgd", {"form": "class"}, "none", 0, 0.30, True)]
+    root = _write(tmp_path, cells=cells)
+    build(root)
+    clean_0, clean_1, poisoned, chance = _line_styles(root / "cpu" / "curves.svg")
+    assert clean_0[0] == clean_1[0] != poisoned[0]  # one colour per attack × defense cell
+    assert clean_0[1] != clean_1[1]  # seeds told apart by line style
+    assert chance[1] != "solid"

@@ -6,10 +6,12 @@ is read at a glance where a table has to be read cell by cell:
 
 * ``accuracy.svg`` — one panel per dataset × victim × poison rate (the markdown's sections, in
   the same order), attacks down the side with the markdown's labels, one bar per defense, mean
-  clean test accuracy (%) over seeds with a ±1 sample standard deviation error bar; a dashed line at chance and a dotted line at the clean
-  (``none`` attack, ``none`` defense) accuracy where the panel has one.
+  clean test accuracy (%) over seeds with a ±1 sample standard deviation error bar; a dashed
+  line at chance and a dotted line at the clean (``none`` attack, ``none`` defense) accuracy
+  where the panel has one.
 * ``curves.svg`` — one panel per group that has curves, one line per results row whose
-  ``curves/<run_id>.csv`` exists: clean test accuracy per epoch.
+  ``curves/<run_id>.csv`` exists: clean test accuracy per epoch; the seeds of one attack ×
+  defense cell share a colour and differ in line style.
 
 Why a module of its own: matplotlib takes longer to import than the rest of uebench's CLI
 start-up and only this command needs it, so it is imported inside the functions here, never at
@@ -120,6 +122,9 @@ def accuracy_svg(frame: pd.DataFrame) -> bytes:
         return _svg(fig)
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
     """Clean test accuracy (%) per epoch, one line per row of ``frame`` (labelled as in
     ``accuracy_svg``) whose ``curves/<run_id>.csv`` exists; rows without one are left out."""
@@ -127,12 +132,14 @@ def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
         panels = []
         for key, part in frame.groupby(GROUP, sort=True):
             part = part.assign(_attack=part["attack_label"].map(none_first), _defense=part["defense"].map(none_first))
-            lines = []
+            lines, cells = [], {}  # cells: (attack, defense) → [its colour index, runs drawn so far]
             for _, row in part.sort_values(["_attack", "_defense", "seed", "run_id"]).iterrows():
                 path = Path(curves) / f"{row['run_id']}.csv"
                 if path.is_file():
+                    cell = cells.setdefault((row["attack_label"], row["defense"]), [len(cells), 0])
                     label = f"{row['attack_label']} · {row['defense']} (seed {row['seed']})"
-                    lines.append((label, pd.read_csv(path)))
+                    lines.append((label, pd.read_csv(path), cell[0], cell[1]))
+                    cell[1] += 1
             if lines:
                 panels.append((key, lines))
         if not panels:
@@ -141,10 +148,12 @@ def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
         fig = _figure(9, sum(heights) + 0.2)
         axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
         for ax, ((dataset, victim, rate), lines) in zip(axes, panels, strict=True):
-            for k, (label, curve) in enumerate(lines):
-                # ten colours, then the same ten dashed, so no two lines look alike
-                ax.plot(curve["epoch"], 100 * curve["test_acc"], color=f"C{k % 10}",
-                        linestyle="-" if k < 10 else "--", linewidth=1.2, label=label)
+            for label, curve, cell, run in lines:
+                # one colour per attack × defense cell, one line style per seed within it, so the
+                # seeds of a cell read as one bundle (past ten cells the colours repeat, shifted style)
+                style = LINE_STYLES[(run + cell // 10) % len(LINE_STYLES)]
+                ax.plot(curve["epoch"], 100 * curve["test_acc"], color=f"C{cell % 10}",
+                        linestyle=style, linewidth=1.2, label=label)
             chance = CHANCE.get(dataset)
             if chance is not None:
                 ax.axhline(chance, linestyle="--", color="0.45", linewidth=1, label=f"chance ({chance:g}%)")
