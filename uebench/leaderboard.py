@@ -4,8 +4,9 @@
 ``leaderboards/<protocol>.md``: one table per dataset × victim × poison rate with attacks as rows
 and defenses as columns (mean ± standard deviation of clean test accuracy over seeds, and the
 seed count), beside the paper's reported numbers where the paper has the same cell. Beside the
-CSV it writes the same numbers as bars with error bars (``<protocol>/accuracy.svg``) and every run's per-epoch curve
-(``<protocol>/curves.svg``); the markdown embeds both (``uebench.plots`` draws them).
+CSV it writes the same numbers as bars with error bars (``<protocol>/accuracy.svg``) and every
+run's per-epoch curve (``<protocol>/curves.svg``); the markdown embeds both (``uebench.plots``
+draws them).
 """
 
 from __future__ import annotations
