@@ -74,10 +74,18 @@ def current_version(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[versions == versions.max()]
 
 
-def spread(acc: pd.Series) -> str:
-    """`` ± s`` (sample standard deviation, in %) where there are two or more seeds, else ``""``:
-    seeds of one cell differ by several points at small scales, so a mean alone misleads."""
-    return f" ± {100 * acc.std(ddof=1):.2f}" if len(acc) > 1 else ""
+def cell_stats(part: pd.DataFrame) -> pd.DataFrame:
+    """Clean test accuracy (%) of each (attack label, defense) cell of ``part`` over its seeds:
+    ``mean``, ``sd`` (sample standard deviation; NaN for one seed) and ``n``. The table and the
+    bar plot both read these, so they cannot disagree."""
+    pct = (100 * part["final_test_acc"]).groupby([part["attack_label"], part["defense"]])
+    return pd.DataFrame({"mean": pct.mean(), "sd": pct.std(ddof=1), "n": pct.size()})
+
+
+def spread(sd: float) -> str:
+    """`` ± sd`` where there are two or more seeds (``sd`` is not NaN), else ``""``: seeds of one
+    cell differ by several points at small scales, so a mean alone misleads."""
+    return "" if pd.isna(sd) else f" ± {sd:.2f}"
 
 
 def none_first(name: str) -> tuple[bool, str]:
@@ -112,14 +120,15 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
         defenses = sorted(part["defense"].unique(), key=none_first)
         lines.append("| attack | " + " | ".join(defenses) + " |")
         lines.append("|---|" + "---|" * len(defenses))
-        for label, rows in sorted(part.groupby("attack_label"), key=lambda kv: none_first(kv[0])):
+        stats = cell_stats(part)
+        for label in sorted(part["attack_label"].unique(), key=none_first):
             cells = []
             for d in defenses:
-                sel = rows[rows["defense"] == d]["final_test_acc"]
-                if sel.empty:
+                if (label, d) not in stats.index:
                     cells.append("—")
                     continue
-                text = f"{100 * sel.mean():.2f}{spread(sel)} (n={len(sel)})"
+                cell = stats.loc[(label, d)]
+                text = f"{cell['mean']:.2f}{spread(cell['sd'])} (n={int(cell['n'])})"
                 paper = PAPER_REPORTED.get((label, d)) if protocol == "paper" else None
                 cells.append(text + (f" · paper {paper:.2f}" if paper is not None else ""))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from uebench.leaderboard import GROUP, none_first
+from uebench.leaderboard import GROUP, cell_stats, none_first
 
 # Accuracy (%) of guessing, per dataset. Results rows carry no class count, so it lives here; a
 # dataset not listed gets no chance line rather than a wrong one.
@@ -102,8 +102,8 @@ def accuracy_svg(frame: pd.DataFrame) -> bytes:
         fig = _figure(8, sum(heights) + 0.2)
         axes = fig.subplots(len(layout), 1, squeeze=False, height_ratios=heights)[:, 0]
         for ax, ((dataset, victim, rate), part, attacks, defenses) in zip(axes, layout, strict=True):
-            by_cell = part.assign(pct=100 * part["final_test_acc"]).groupby(["attack_label", "defense"])["pct"]
-            means, sds = by_cell.mean(), by_cell.std(ddof=1).fillna(0.0)  # one seed: no error bar
+            stats = cell_stats(part)
+            means, sds = stats["mean"], stats["sd"].fillna(0.0)  # one seed: no error bar
             width = 0.8 / len(defenses)
             for j, defense in enumerate(defenses):
                 cells = [(i, means[a, defense], sds[a, defense]) for i, a in enumerate(attacks) if (a, defense) in means.index]
@@ -132,14 +132,15 @@ def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
         panels = []
         for key, part in frame.groupby(GROUP, sort=True):
             part = part.assign(_attack=part["attack_label"].map(none_first), _defense=part["defense"].map(none_first))
-            lines, cells = [], {}  # cells: (attack, defense) → [its colour index, runs drawn so far]
-            for _, row in part.sort_values(["_attack", "_defense", "seed", "run_id"]).iterrows():
-                path = Path(curves) / f"{row['run_id']}.csv"
-                if path.is_file():
-                    cell = cells.setdefault((row["attack_label"], row["defense"]), [len(cells), 0])
-                    label = f"{row['attack_label']} · {row['defense']} (seed {row['seed']})"
-                    lines.append((label, pd.read_csv(path), cell[0], cell[1]))
-                    cell[1] += 1
+            part = part.sort_values(["_attack", "_defense", "seed", "run_id"])
+            part = part[[(Path(curves) / f"{run_id}.csv").is_file() for run_id in part["run_id"]]]
+            by_cell = part.groupby(["attack_label", "defense"], sort=False)
+            # cell: the attack × defense cell's number in drawing order; run: the row's number within it
+            lines = [
+                (f"{row['attack_label']} · {row['defense']} (seed {row['seed']})",
+                 pd.read_csv(Path(curves) / f"{row['run_id']}.csv"), cell, run)
+                for (_, row), cell, run in zip(part.iterrows(), by_cell.ngroup(), by_cell.cumcount(), strict=True)
+            ]
             if lines:
                 panels.append((key, lines))
         if not panels:
