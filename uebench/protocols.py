@@ -85,6 +85,15 @@ PROTOCOLS: dict[str, Protocol] = {
             craft_class=CraftSettings(model_steps=10, lr=0.1, batch_size=128, max_iters=200),
         ),
         Protocol(
+            name="cpu-full", version=1,
+            description="the cpu protocol on the whole 50k CIFAR-10 training set: ~30 min a cell on 2 CPU cores",
+            train_per_class=None, test_per_class=None, victim="cnn-small",
+            epochs=24, batch_size=128, lr=0.05,
+            source="cnn-small",
+            craft_sample=CraftSettings(model_steps=40, lr=0.1, batch_size=256, max_iters=20),
+            craft_class=CraftSettings(model_steps=10, lr=0.1, batch_size=128, max_iters=200),
+        ),
+        Protocol(
             name="smoke", version=1,
             description="seconds per cell, for tests: 500 training images, cnn-tiny, 2 epochs",
             train_per_class=50, test_per_class=20, victim="cnn-tiny",
