@@ -86,7 +86,7 @@ PROTOCOLS: dict[str, Protocol] = {
         ),
         Protocol(
             name="cpu-full", version=1,
-            description="the cpu protocol on the whole 50k CIFAR-10 training set: ~30 min a cell on 2 CPU cores",
+            description="the cpu protocol on the whole 50k CIFAR-10 training set: ~27 min of victim training a cell on 2 CPU cores",
             train_per_class=None, test_per_class=None, victim="cnn-small",
             epochs=24, batch_size=128, lr=0.05,
             source="cnn-small",
