@@ -65,6 +65,17 @@ class Protocol:
         return dataclasses.asdict(self)
 
 
+# Shared by ``cpu`` and ``cpu-full``: a change to these numbers bumps both versions.
+_CPU = Protocol(
+    name="cpu", version=2,  # 2: Δc M 4 → 10 (the paper's), with θ trained on the whole set
+    description="2 CPU cores: stratified 5k-image CIFAR-10 train subset, full test set, cnn-small source and victim",
+    train_per_class=500, test_per_class=None, victim="cnn-small",
+    epochs=24, batch_size=128, lr=0.05,
+    source="cnn-small",
+    craft_sample=CraftSettings(model_steps=40, lr=0.1, batch_size=256, max_iters=20),
+    craft_class=CraftSettings(model_steps=10, lr=0.1, batch_size=128, max_iters=200),
+)
+
 PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
@@ -75,23 +86,11 @@ PROTOCOLS: dict[str, Protocol] = {
             epochs=60, batch_size=128, lr=0.025,
             source="resnet18",
         ),
-        Protocol(
-            name="cpu", version=2,  # 2: Δc M 4 → 10 (the paper's), with θ trained on the whole set
-            description="2 CPU cores: stratified 5k-image CIFAR-10 train subset, full test set, cnn-small source and victim",
-            train_per_class=500, test_per_class=None, victim="cnn-small",
-            epochs=24, batch_size=128, lr=0.05,
-            source="cnn-small",
-            craft_sample=CraftSettings(model_steps=40, lr=0.1, batch_size=256, max_iters=20),
-            craft_class=CraftSettings(model_steps=10, lr=0.1, batch_size=128, max_iters=200),
-        ),
-        Protocol(
-            name="cpu-full", version=1,
+        _CPU,
+        # the same settings on the whole training set: how the cpu protocol's effects scale with data
+        dataclasses.replace(
+            _CPU, name="cpu-full", version=1, train_per_class=None,
             description="the cpu protocol on the whole 50k CIFAR-10 training set: ~27 min of victim training a cell on 2 CPU cores",
-            train_per_class=None, test_per_class=None, victim="cnn-small",
-            epochs=24, batch_size=128, lr=0.05,
-            source="cnn-small",
-            craft_sample=CraftSettings(model_steps=40, lr=0.1, batch_size=256, max_iters=20),
-            craft_class=CraftSettings(model_steps=10, lr=0.1, batch_size=128, max_iters=200),
         ),
         Protocol(
             name="smoke", version=1,
