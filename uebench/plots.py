@@ -133,12 +133,12 @@ def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
         for key, part in frame.groupby(GROUP, sort=True):
             part = part.assign(_attack=part["attack_label"].map(none_first), _defense=part["defense"].map(none_first))
             part = part.sort_values(["_attack", "_defense", "seed", "run_id"])
-            part = part[[(Path(curves) / f"{run_id}.csv").is_file() for run_id in part["run_id"]]]
+            part = part.assign(_curve=[Path(curves) / f"{run_id}.csv" for run_id in part["run_id"]])
+            part = part[[path.is_file() for path in part["_curve"]]]
             by_cell = part.groupby(["attack_label", "defense"], sort=False)
             # cell: the attack × defense cell's number in drawing order; run: the row's number within it
             lines = [
-                (f"{row['attack_label']} · {row['defense']} (seed {row['seed']})",
-                 pd.read_csv(Path(curves) / f"{row['run_id']}.csv"), cell, run)
+                (f"{row['attack_label']} · {row['defense']} (seed {row['seed']})", pd.read_csv(row["_curve"]), cell, run)
                 for (_, row), cell, run in zip(part.iterrows(), by_cell.ngroup(), by_cell.cumcount(), strict=True)
             ]
             if lines:
