@@ -1,4 +1,5 @@
-"""Batched crop+flip, protocols and their subsets, and the training loop on synthetic data."""
+"""Batched crop+flip, protocols and their subsets, seed streams, and the training loop with its
+events on synthetic data."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import synthetic_batch
-from uebench.augment import random_crop_flip
 from uebench.defenses.base import Defense
-from uebench.noise import Noise
 from uebench.protocols import PROTOCOLS, default_protocol_name, get_protocol, stratified_subset
 from uebench.registry import UnknownNameError
-from uebench.training import PoisonedSet, TrainSettings, evaluate, train_victim
+from uebench.seeds import STREAMS, seed_streams
+from uebench.train import TrainData, Trainer, TrainSettings, evaluate
+from uebench.train.augment import random_crop_flip
+from uebench.train.step import SGDStep
 
 # --- augment ------------------------------------------------------------------------------
 
@@ -102,40 +104,139 @@ def _tiny_model():
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
 
 
-def _train(noise=None, poisoned=None, epochs=2):
-    x, y = synthetic_batch(n_per_class=8, num_classes=4, size=8)
-    xt, yt = synthetic_batch(n_per_class=3, num_classes=4, size=8, seed=1)
-    settings = TrainSettings(epochs=epochs, batch_size=8, lr=0.05, precision="fp32", channels_last=False, eval_batch_size=5)
-    model = _tiny_model()
-    result = train_victim(model, PoisonedSet(x, y, noise, poisoned), xt, yt, 4, settings, Defense(),
-                          torch.Generator().manual_seed(0), torch.device("cpu"))
-    return model, result
+SETTINGS = TrainSettings(epochs=2, batch_size=8, lr=0.05, precision="fp32", channels_last=False, eval_batch_size=5)
 
 
-def test_train_victim_history():
+def _data(x=None):
+    x0, y = synthetic_batch(n_per_class=8, num_classes=4, size=8)
+    return TrainData(x0 if x is None else x, y, 4, x_clean=x0)
+
+
+def _test_set():
+    return synthetic_batch(n_per_class=3, num_classes=4, size=8, seed=1)
+
+
+def _train(data=None, defenses=(), epochs=2, model=None):
+    model = model or _tiny_model()
+    settings = dataclasses.replace(SETTINGS, epochs=epochs)
+    trainer = Trainer(model, data or _data(), settings, defenses, torch.Generator().manual_seed(0),
+                      torch.Generator().manual_seed(1), torch.device("cpu"))
+    return model, trainer.fit(*_test_set())
+
+
+def test_trainer_history():
     model, result = _train(epochs=3)
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     for r in result.history:
-        assert set(r) >= {"epoch", "train_loss", "train_acc", "test_acc", "lr", "seconds"}
+        assert set(r) >= {"epoch", "train_loss", "train_acc", "test_acc", "lr", "seconds"} | {f"test_acc_c{k}" for k in range(4)}
         assert 0 <= r["test_acc"] <= 1 and 0 <= r["train_acc"] <= 1
         assert r["train_loss"] > 0
+        # 3 test images per class: the class accuracies average to the overall one
+        assert sum(r[f"test_acc_c{k}"] for k in range(4)) / 4 == pytest.approx(r["test_acc"])
     assert result.final == result.history[-1]
-    assert result.best["test_acc"] == max(r["test_acc"] for r in result.history)
+    assert result.final_test_acc == result.history[-1]["test_acc"] and result.selected_epoch == 3
+    assert result.oracle_best["test_acc"] == max(r["test_acc"] for r in result.history)
     assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine ends at 0
     assert model.training
 
 
-def test_training_sees_the_noise():
-    """The same seeds with and without δ must give different training curves."""
-    n = 32
-    delta = torch.full((4, 3, 8, 8), 8 / 255)
-    delta[1::2] *= -1
+def test_training_reads_the_released_images():
+    """The same seeds on other released bytes give other curves; the same bytes, the same curves."""
+    x, _ = synthetic_batch(n_per_class=8, num_classes=4, size=8)
     _, clean = _train()
-    _, poisoned = _train(Noise(delta, "class", 8 / 255))
-    _, masked = _train(Noise(delta, "class", 8 / 255), torch.zeros(n, dtype=torch.bool))
-    assert clean.history[0]["train_loss"] != poisoned.history[0]["train_loss"]
-    # a poison mask of all-False is exactly clean training
-    assert [r["train_loss"] for r in masked.history] == [r["train_loss"] for r in clean.history]
+    _, again = _train(_data(x.clone()))
+    _, shifted = _train(_data((x.int() + 8).clamp(max=255).to(torch.uint8)))
+    assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in clean.history]
+    assert clean.history[0]["train_loss"] != shifted.history[0]["train_loss"]
+    # float release: the same pixels as floats train exactly like the uint8 ones
+    _, as_float = _train(_data(x.float() / 255))
+    assert [r["train_loss"] for r in as_float.history] == [r["train_loss"] for r in clean.history]
+
+
+class Recorder(Defense):
+    """Logs every event the loop calls, and asks to stop after ``stop_at`` epochs."""
+
+    name = "recorder"
+
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.calls, self.stop_at = [], stop_at
+
+    def prepare(self, data, generator):
+        self.calls.append("prepare")
+        return data
+
+    def augment(self, x, target, generator):
+        self.calls.append("augment")
+        assert x.dtype == torch.float32 and target.shape == (len(x), 4)
+        return x, target
+
+    def loss(self, model, x, target, generator=None):
+        self.calls.append("loss")
+        return super().loss(model, x, target, generator)
+
+    def after_epoch(self, state, control):
+        self.calls.append(f"after_epoch {state.epoch}")
+        state.log(recorded=state.epoch * 10)
+        control.stop = state.epoch == self.stop_at
+
+    def after_fit(self, state, control):
+        self.calls.append("after_fit")
+
+    def eval_images(self, x):
+        self.calls.append("eval")
+        return x
+
+
+def test_events_run_in_order_and_stop_ends_training():
+    rec = Recorder(stop_at=2)
+    _, result = _train(defenses=[rec], epochs=4)
+    per_epoch = ["augment", "loss"] * 4 + ["eval"] * 3  # 32 images / batch 8; 12 test images / eval batch 5
+    assert rec.calls == ["prepare", *per_epoch, "after_epoch 1", *per_epoch, "after_epoch 2", "after_fit"]
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert [r["recorded"] for r in result.history] == [10, 20]  # state.log lands in the curve
+
+
+def test_defenses_augment_in_the_order_given():
+    class Add(Defense):
+        def __init__(self, value):
+            super().__init__()
+            self.value, self.seen = value, []
+
+        def augment(self, x, target, generator):
+            self.seen.append(float(x.max()))
+            return torch.full_like(x, self.value), target
+
+    first, second = Add(0.25), Add(0.75)
+    _train(defenses=[first, second], epochs=1)
+    assert second.seen and all(v == 0.25 for v in second.seen)  # second sees what first produced
+
+
+def test_weight_decay_covers_every_parameter():
+    """The seed paper's rule (its code's SGD over model.parameters()), for crafting and training alike."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    step = SGDStep(model, 0.1)
+    groups = step.optimizer.param_groups
+    assert len(groups) == 1 and groups[0]["weight_decay"] == 5e-4 and groups[0]["momentum"] == 0.9
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.parameters()}
+    # a zero loss still moves BatchNorm's weight: decay applies to it
+    before = model[1].weight.detach().clone()
+    step((model(torch.rand(2, 3, 5, 5)) * 0).sum())
+    assert not torch.equal(model[1].weight, before)
+
+
+def test_seed_streams_are_independent_and_stable():
+    a, b = seed_streams(0), seed_streams(2)
+    values = [getattr(a, s) for s in STREAMS]
+    assert len(set(values)) == len(STREAMS)
+    assert a == seed_streams(0)
+    # seed s's victim init must not be seed s+k's craft stream (the old seed + k scheme did that)
+    assert not {getattr(a, s) for s in STREAMS} & {getattr(b, s) for s in STREAMS}
+    assert all(0 <= v < 2**63 for v in values)
+    g1, g2 = a.generator("order"), a.generator("order")
+    assert torch.equal(torch.randperm(10, generator=g1), torch.randperm(10, generator=g2))
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        seed_streams(-1)
 
 
 def test_evaluate_counts_correct_predictions():

@@ -37,9 +37,10 @@ def _check_row_basics(row, attack, defense="none", seed=0):
     assert row["attack"] == attack and row["defense"] == defense and row["seed"] == seed
     assert row["epochs"] == smoke.epochs
     assert row["train_size"] == 10 * smoke.train_per_class and row["test_size"] == 10 * smoke.test_per_class
-    assert 0 <= row["final_test_acc"] <= 1 and 0 <= row["best_test_acc"] <= 1 and 0 <= row["final_train_acc"] <= 1
-    assert row["best_test_acc"] >= row["final_test_acc"]
-    assert 1 <= row["best_epoch"] <= smoke.epochs
+    assert 0 <= row["final_test_acc"] <= 1 and 0 <= row["oracle_best_test_acc"] <= 1 and 0 <= row["final_train_acc"] <= 1
+    assert row["oracle_best_test_acc"] >= row["final_test_acc"]
+    assert 1 <= row["oracle_best_epoch"] <= smoke.epochs and 1 <= row["selected_epoch"] <= smoke.epochs
+    assert row["quantized"] is True
     assert row["device"].startswith(("cpu", "cuda")) and row["precision"] in ("fp32", "bf16", "fp16")
     assert row["run_id"] and row["timestamp"]
 
@@ -59,7 +60,7 @@ def test_errmin_cell_schema_and_noise_cache(invoke, tmp_path):
         assert opts["form"] == "sample" and opts["stop_error"] == 0.01  # paper defaults
         assert opts["step_size"] == pytest.approx(EPS / 10)
         assert opts["source"] == "cnn-tiny" and opts["model_steps"] == get_protocol("smoke").craft("sample").model_steps
-        assert json.loads(row["defense_options"]) == {} and json.loads(row["victim_options"]) == {}
+        assert json.loads(row["defense_options"]) == {"none": {}} and json.loads(row["victim_options"]) == {}
         assert row["craft_iterations"] == 1 and row["craft_stop_reason"] in ("max_iters", "stop_error")
         assert 0 <= row["craft_final_error"] <= 1
 
@@ -103,7 +104,7 @@ def test_random_classwise_noise_cutmix_partial_poisoning(invoke, tmp_path):
     ))
     _check_row_basics(row, "random", defense="cutmix", seed=1)
     assert json.loads(row["attack_options"]) == {"form": "class"}
-    assert json.loads(row["defense_options"]) == {"alpha": 1.0, "prob": 0.5}
+    assert json.loads(row["defense_options"]) == {"cutmix": {"alpha": 1.0, "prob": 0.5}}
     assert row["poison_rate"] == 0.5 and row["eps"] == pytest.approx(EPS)
     assert row["noise_key"] == "" and row["noise_cached"] is False  # random noise is not cached
     assert row["craft_stop_reason"] == "" and row["craft_iterations"] == ""

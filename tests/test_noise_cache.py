@@ -10,7 +10,7 @@ import torch
 from conftest import synthetic_batch
 from uebench.cache import NoiseCache, default_cache_dir, noise_key
 from uebench.noise import Noise, NoiseFileError, apply_noise, load_noise, save_noise, to_unit_float
-from uebench.training import PoisonedSet
+from uebench.poison import poison_mask, release
 
 EPS = 8 / 255
 
@@ -101,37 +101,55 @@ def test_noise_validates_form_and_shape():
         Noise(torch.zeros(3, 2, 2), "sample", EPS)
 
 
-# --- PoisonedSet --------------------------------------------------------------------------
+# --- release: the poisoned training set a data owner publishes ------------------------------
 
 
-def test_poisoned_set_partial_mask_leaves_clean_samples_exact():
+def test_release_float_partial_mask_leaves_clean_samples_exact():
     x, y = synthetic_batch(n_per_class=2, num_classes=3, size=8)
     n = len(y)
     delta = torch.full((n, 3, 8, 8), EPS)
     delta[::2] = -EPS
     mask = torch.tensor([True, False, False, True, True, False])
-    ds = PoisonedSet(x, y, Noise(delta, "sample", EPS), mask)
-    index = torch.tensor([5, 0, 1, 3, 2, 4])
-    out = ds.batch(index)
-    clean = x[index].float() / 255
-    for row, i in enumerate(index.tolist()):
+    out = release(x, y, Noise(delta, "sample", EPS), mask, quantize=False)
+    clean = x.float() / 255
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    for i in range(n):
         if mask[i]:
-            assert torch.allclose(out[row], (clean[row] + delta[i]).clamp(0, 1))
-            assert not torch.equal(out[row], clean[row])
+            assert torch.allclose(out[i], (clean[i] + delta[i]).clamp(0, 1))
+            assert not torch.equal(out[i], clean[i])
         else:
-            assert torch.equal(out[row], clean[row])  # exactly x / 255, bit for bit
+            assert torch.equal(out[i], clean[i])  # exactly x / 255, bit for bit
 
 
-def test_poisoned_set_classwise_and_clean():
+def test_release_quantizes_once_to_uint8():
+    """round(255 · clamp(x + δ, 0, 1)): sub-pixel noise rounds away, a full 8/255 step stays."""
     x, y = synthetic_batch(n_per_class=2, num_classes=3, size=8)
-    delta = torch.stack([torch.full((3, 8, 8), v) for v in (EPS, -EPS, 0.0)])
-    ds = PoisonedSet(x, y, Noise(delta, "class", EPS))
-    index = torch.arange(len(y))
-    out = ds.batch(index)
-    expected = (x.float() / 255 + delta[y]).clamp(0, 1)
-    assert torch.allclose(out, expected)
-    assert torch.equal(PoisonedSet(x, y).batch(index), x.float() / 255)
-    assert len(ds) == len(y)
+    delta = torch.stack([torch.full((3, 8, 8), v) for v in (EPS, -EPS, 0.4 / 255)])
+    out = release(x, y, Noise(delta, "class", EPS))
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    expected = ((x.float() / 255 + delta[y]).clamp(0, 1) * 255).round().to(torch.uint8)
+    assert torch.equal(out, expected)
+    assert torch.equal(out[y == 2], x[y == 2])  # 0.4/255 is below half a grey level: released as is
+    assert torch.equal(out[y == 0].int(), (x[y == 0].int() + 8).clamp(max=255))
+    assert torch.equal(release(x, y, None), x) and torch.equal(release(x, y, None, quantize=False), x.float() / 255)
+
+
+def test_release_chunks_match_one_pass(monkeypatch):
+    from uebench import poison
+
+    x, y = synthetic_batch(n_per_class=5, num_classes=3, size=8)
+    delta = (torch.rand(len(y), 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1) * EPS
+    whole = release(x, y, Noise(delta, "sample", EPS))
+    monkeypatch.setattr(poison, "CHUNK", 4)
+    assert torch.equal(release(x, y, Noise(delta, "sample", EPS)), whole)
+
+
+def test_poison_mask_counts_and_seeds():
+    assert poison_mask(10, 1.0, torch.Generator()) is None
+    mask = poison_mask(10, 0.3, torch.Generator().manual_seed(1))
+    assert mask.dtype == torch.bool and int(mask.sum()) == 3
+    assert torch.equal(mask, poison_mask(10, 0.3, torch.Generator().manual_seed(1)))
+    assert int(poison_mask(10, 0.0, torch.Generator()).sum()) == 0
 
 
 # --- save / load --------------------------------------------------------------------------

@@ -190,20 +190,34 @@ def test_route_options_with_builtins():
     host = get_host()
     smoke = get_protocol("smoke")
     a, d, v = route_options(
-        [("form", "class"), ("steps", "3"), ("alpha", "0.5"), ("attack.max_iters", "4")],
-        host, "errmin-pgd", "cutmix", None, smoke,
+        [("form", "class"), ("steps", "3"), ("alpha", "0.5"), ("attack.max_iters", "4"), ("quality", "20")],
+        host, "errmin-pgd", ["jpeg", "cutmix"], None, smoke,
     )
     assert a == {"form": "class", "steps": "3", "max_iters": "4"}
-    assert d == {"alpha": "0.5"}
+    assert d == {"jpeg": {"quality": "20"}, "cutmix": {"alpha": "0.5"}}
     assert v == {}
-    a, d, v = route_options([("pretrained", "false")], host, "none", "none", "timm:resnet18", smoke)
-    assert (a, d, v) == ({}, {}, {"pretrained": "false"})
+    a, d, v = route_options([("pretrained", "false")], host, "none", ["none"], "timm:resnet18", smoke)
+    assert (a, d, v) == ({}, {"none": {}}, {"pretrained": "false"})
+    # a defense addressed by name, or as `defense.` when one defense of the cell declares the key
+    _, d, _ = route_options([("cutmix.prob", "0.5"), ("defense.quality", "30")], host, "none", ["jpeg", "cutmix"], None, smoke)
+    assert d == {"jpeg": {"quality": "30"}, "cutmix": {"prob": "0.5"}}
+
+
+def test_route_options_same_key_on_two_defenses_needs_their_name():
+    host = get_host()
+    smoke = get_protocol("smoke")
+    with pytest.raises(OptionError, match="declared by mixup and cutmix"):
+        route_options([("alpha", "0.5")], host, "none", ["mixup", "cutmix"], None, smoke)
+    with pytest.raises(OptionError, match="mixup and cutmix both declare it; write e.g. mixup.alpha"):
+        route_options([("defense.alpha", "0.5")], host, "none", ["mixup", "cutmix"], None, smoke)
+    _, d, _ = route_options([("mixup.alpha", "0.5"), ("cutmix.alpha", "2")], host, "none", ["mixup", "cutmix"], None, smoke)
+    assert d == {"mixup": {"alpha": "0.5"}, "cutmix": {"alpha": "2"}}
 
 
 def test_route_options_unknown_key_lists_every_component():
     host = get_host()
     with pytest.raises(OptionError) as info:
-        route_options([("nope", "1")], host, "errmin-pgd", "cutmix", None, get_protocol("smoke"))
+        route_options([("nope", "1")], host, "errmin-pgd", ["cutmix"], None, get_protocol("smoke"))
     msg = str(info.value)
     assert "'nope'" in msg
     for name in ("errmin-pgd", "cutmix", "cnn-tiny", "form", "steps", "alpha", "prob"):
@@ -213,9 +227,11 @@ def test_route_options_unknown_key_lists_every_component():
 def test_route_options_prefixed_key_must_exist_on_that_component():
     host = get_host()
     with pytest.raises(OptionError) as info:
-        route_options([("defense.form", "class")], host, "errmin-pgd", "cutmix", None, get_protocol("smoke"))
+        route_options([("cutmix.form", "class")], host, "errmin-pgd", ["cutmix"], None, get_protocol("smoke"))
     msg = str(info.value)
     assert "defense 'cutmix' has no option 'form'" in msg and "alpha, prob" in msg
+    with pytest.raises(OptionError, match="option 'form': no defense of this cell declares it.*alpha, prob"):
+        route_options([("defense.form", "class")], host, "errmin-pgd", ["cutmix"], None, get_protocol("smoke"))
 
 
 def _fake_host():
@@ -245,10 +261,10 @@ def test_route_options_ambiguous_key_needs_a_prefix():
     host = _fake_host()
     proto = get_protocol("smoke")
     with pytest.raises(OptionError) as info:
-        route_options([("size", "2")], host, "a", "d", "v", proto)
-    assert "attack and defense" in str(info.value) and "attack.size" in str(info.value)
-    a, d, v = route_options([("attack.size", "2"), ("defense.size", "3")], host, "a", "d", "v", proto)
-    assert a == {"size": "2"} and d == {"size": "3"} and v == {}
+        route_options([("size", "2")], host, "a", ["d"], "v", proto)
+    assert "attack and d" in str(info.value) and "attack.size" in str(info.value)
+    a, d, v = route_options([("attack.size", "2"), ("defense.size", "3")], host, "a", ["d"], "v", proto)
+    assert a == {"size": "2"} and d == {"d": {"size": "3"}} and v == {}
 
 
 # --- registry -----------------------------------------------------------------------------

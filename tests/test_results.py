@@ -25,7 +25,7 @@ def _header(path):
 def test_columns_are_unique_and_cover_the_essentials():
     assert len(COLUMNS) == len(set(COLUMNS))
     for c in ("run_id", "protocol", "protocol_version", "attack", "attack_options", "eps", "defense",
-              "victim", "seed", "final_test_acc", "best_test_acc", "noise_key", "noise_cached"):
+              "victim", "seed", "final_test_acc", "oracle_best_test_acc", "selected_epoch", "noise_key", "noise_cached"):
         assert c in COLUMNS
     assert COLUMNS[0] == "run_id"
 

@@ -11,12 +11,16 @@ from filelock import FileLock
 from uebench.atomic import atomic_write
 
 # The schema every results CSV starts with; plugins' rows may add columns after these.
+# ``final_test_acc`` is the accuracy of the weights training ended with (after a defense such as
+# early stopping restored the ones it chose, at ``selected_epoch``); ``oracle_best_test_acc`` is
+# the per-epoch maximum on the *test* set — what a defender holding the test labels could pick,
+# never a defense.  Rows of protocol versions before cpu v3 / paper v2 call it ``best_test_acc``.
 COLUMNS = (
     "run_id", "timestamp", "uebench_version", "git_sha", "protocol", "protocol_version", "dataset",
-    "attack", "attack_options", "eps", "poison_rate", "defense", "defense_options", "victim",
-    "victim_options", "epochs", "seed", "final_test_acc", "best_test_acc", "best_epoch",
-    "final_train_acc", "craft_seconds", "train_seconds", "device", "precision", "noise_key",
-    "noise_cached", "craft_stop_reason", "craft_iterations", "craft_final_error", "train_size", "test_size",
+    "attack", "attack_options", "eps", "poison_rate", "quantized", "defense", "defense_options", "victim",
+    "victim_options", "epochs", "seed", "final_test_acc", "selected_epoch", "oracle_best_test_acc", "oracle_best_epoch",
+    "final_train_acc", "train_size", "test_size", "craft_seconds", "train_seconds", "device", "precision", "noise_key",
+    "noise_cached", "craft_stop_reason", "craft_iterations", "craft_final_error",
 )
 
 

@@ -1,12 +1,15 @@
-"""One cell of the benchmark: attack × defense × victim × seed on one dataset and protocol.
+"""One cell of the benchmark: attack × defenses × victim × seed on one dataset and protocol.
 
-craft (or load cached) noise → poison the training set → train the victim under the defense →
-evaluate on clean test data → append a results row and the per-epoch curve.
+prepare (every name and option resolved, nothing computed) → craft (or load cached) noise →
+release the poisoned training set (quantized uint8) → train the victim under the defenses →
+measure clean test accuracy → a results row and the per-epoch curve, *returned*: the caller
+that owns the results CSV (the CLI, a sweep driver) writes them with :func:`record`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,13 +20,16 @@ import torch
 from uebench import __version__
 from uebench.attacks.base import CraftContext
 from uebench.cache import NoiseCache, noise_key
-from uebench.compute import device_label, pick_device, prepare_model, resolve_precision, seed_everything
-from uebench.options import OptionError, build_options, options_dict, options_json
+from uebench.compute import device_label, pick_device, prepare_model, resolve_precision
+from uebench.defenses.compose import check_composition, composed_name
+from uebench.options import OptionError, build_options, option_fields, options_dict, options_json
 from uebench.plugins import get_host
+from uebench.poison import poison_mask, release
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.protocols import Protocol, default_protocol_name, get_protocol, stratified_subset
 from uebench.results import append_row, git_sha, write_curve
-from uebench.training import PoisonedSet, train_victim
+from uebench.seeds import seed_streams
+from uebench.train import TrainData, Trainer
 
 DEFAULT_OUT = Path("uebench-out")
 
@@ -33,15 +39,16 @@ class CellSpec:
     """What ``uebench run`` was asked to do (names and raw option strings, not yet validated)."""
 
     attack: str = "errmin-pgd"
-    defense: str = "none"
+    defenses: tuple[str, ...] = ("none",)  # applied in this order
     victim: str | None = None  # None = the protocol's victim
     dataset: str = "cifar10"
     protocol: str | None = None  # None = paper on a GPU, cpu otherwise
     seed: int = 0
     eps: float = 8 / 255
     poison_rate: float = 1.0
+    quantize: bool = True  # release the poisoned images as uint8 (what a data owner publishes)
     attack_options: dict = field(default_factory=dict)
-    defense_options: dict = field(default_factory=dict)
+    defense_options: dict = field(default_factory=dict)  # defense name → {option: value}
     victim_options: dict = field(default_factory=dict)
     data_dir: str | None = None
     out: Path = DEFAULT_OUT
@@ -55,6 +62,8 @@ class CellSpec:
             raise OptionError(f"eps {self.eps:g} is outside (0, 1]: it is on the [0, 1] pixel scale (e.g. 8/255)")
         if not 0 <= self.poison_rate <= 1:
             raise OptionError(f"poison rate {self.poison_rate:g} is outside [0, 1]")
+        if self.seed < 0:
+            raise OptionError(f"seed {self.seed} is negative; seeds are integers >= 0")
 
 
 @dataclass
@@ -64,7 +73,7 @@ class Cell:
     spec: CellSpec
     protocol: Protocol
     attack: object
-    defense: object
+    defenses: list
     victim: object
     dataset: object
     attack_resolved: object
@@ -73,38 +82,55 @@ class Cell:
     def victim_name(self) -> str:
         return self.victim.label
 
+    @property
+    def defense_name(self) -> str:
+        return composed_name(d.name for d in self.defenses)
 
-def route_options(pairs: list[tuple[str, str]], host, attack: str, defense: str, victim: str | None, protocol: Protocol) -> tuple[dict, dict, dict]:
-    """Send each ``-o key=value`` to the attack, defense or victim that declares ``key``.
 
-    ``attack.key=…``, ``defense.key=…`` and ``victim.key=…`` address one explicitly (needed
-    when two declare the same name).
+def route_options(pairs: list[tuple[str, str]], host, attack: str, defenses, victim: str | None,
+                  protocol: Protocol) -> tuple[dict, dict, dict]:
+    """Send each ``-o key=value`` to the attack, the defense or the victim that declares ``key``.
+
+    Returns (attack options, {defense name: options}, victim options).  A prefix addresses one
+    component explicitly (needed when two declare the same name): ``attack.key``,
+    ``victim.key``, ``<defense name>.key`` (``cutmix.alpha``), or ``defense.key`` when only one
+    of the cell's defenses declares ``key``.
     """
-    from uebench.options import option_fields
-
-    owners = {
-        "attack": host.attacks.get(attack).cls,
-        "defense": host.defenses.get(defense).cls,
-        "victim": host.victims.get(victim or protocol.victim).cls,
-    }
+    owners = {"attack": host.attacks.get(attack).cls}
+    for name in defenses:
+        owners[name] = host.defenses.get(name).cls
+    owners["victim"] = host.victims.get(victim or protocol.victim).cls
     declared = {role: {f.name for f in option_fields(cls.Options)} for role, cls in owners.items()}
-    routed = {"attack": {}, "defense": {}, "victim": {}}
+    kind = {role: role if role in ("attack", "victim") else "defense" for role in owners}
+    routed = {role: {} for role in owners}
+
+    def describe(role):
+        return f"{kind[role]} {owners[role].name!r}"
+
     for key, value in pairs:
-        role, dot, name = key.partition(".")
-        if dot and role in routed:
-            if name not in declared[role]:
-                allowed = ", ".join(sorted(declared[role])) or "(none)"
-                raise OptionError(f"{role} {owners[role].name!r} has no option {name!r}; its options are: {allowed}")
-            routed[role][name] = value
+        prefix, dot, name = key.partition(".")
+        if dot and prefix == "defense":
+            holders = [r for r in owners if kind[r] == "defense" and name in declared[r]]
+            if len(holders) != 1:
+                listing = "; ".join(f"{describe(r)}: {', '.join(sorted(declared[r])) or '(none)'}" for r in owners if kind[r] == "defense")
+                why = "no defense of this cell declares it" if not holders else f"{' and '.join(holders)} both declare it; write e.g. {holders[0]}.{name}=…"
+                raise OptionError(f"option {name!r}: {why}. Defense options are — {listing}")
+            routed[holders[0]][name] = value
             continue
-        roles = [r for r in routed if key in declared[r]]
+        if dot and prefix in owners:
+            if name not in declared[prefix]:
+                allowed = ", ".join(sorted(declared[prefix])) or "(none)"
+                raise OptionError(f"{describe(prefix)} has no option {name!r}; its options are: {allowed}")
+            routed[prefix][name] = value
+            continue
+        roles = [r for r in owners if key in declared[r]]
         if not roles:
-            listing = "; ".join(f"{r} {owners[r].name!r}: {', '.join(sorted(declared[r])) or '(none)'}" for r in routed)
+            listing = "; ".join(f"{describe(r)}: {', '.join(sorted(declared[r])) or '(none)'}" for r in owners)
             raise OptionError(f"no component declares option {key!r}. Options are — {listing}")
         if len(roles) > 1:
             raise OptionError(f"option {key!r} is declared by {' and '.join(roles)}; write e.g. {roles[0]}.{key}=…")
         routed[roles[0]][key] = value
-    return routed["attack"], routed["defense"], routed["victim"]
+    return routed["attack"], {r: routed[r] for r in owners if kind[r] == "defense"}, routed["victim"]
 
 
 def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
@@ -115,18 +141,21 @@ def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
     if spec.protocol is None:
         reporter.log(f"[dim]no --protocol given: using [bold]{protocol.name}[/] ({'CUDA found' if torch.cuda.is_available() else 'no GPU'})[/]")
     attack_entry = host.attacks.get(spec.attack)
-    defense_entry = host.defenses.get(spec.defense)
+    defense_entries = [host.defenses.get(name) for name in spec.defenses]
     victim_entry, victim_arg = host.victims.resolve(spec.victim or protocol.victim)
     dataset_entry = host.datasets.get(spec.dataset)
     attack = attack_entry.cls(build_options(attack_entry.cls.Options, spec.attack_options, f"attack {spec.attack!r}"))
-    defense = defense_entry.cls(build_options(defense_entry.cls.Options, spec.defense_options, f"defense {spec.defense!r}"))
+    defenses = [
+        e.cls(build_options(e.cls.Options, spec.defense_options.get(e.name, {}), f"defense {e.name!r}")) for e in defense_entries
+    ]
+    check_composition(defenses)
     victim = victim_entry.cls(build_options(victim_entry.cls.Options, spec.victim_options, f"victim {victim_entry.name!r}"), victim_arg)
     dataset = dataset_entry.cls()
     resolved = attack.resolve(protocol, spec.eps)
     source = getattr(resolved, "source", None)
     if source is not None:
         host.victims.resolve(source)  # unknown source model → error now, not after loading data
-    return Cell(spec, protocol, attack, defense, victim, dataset, resolved)
+    return Cell(spec, protocol, attack, defenses, victim, dataset, resolved)
 
 
 def _build_model_factory(host, num_classes, image_shape, device, channels_last=True):
@@ -137,12 +166,44 @@ def _build_model_factory(host, num_classes, image_shape, device, channels_last=T
     return build
 
 
-def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> dict:
-    """Run a prepared cell end to end and return its results row (also appended to the CSV)."""
+def craft_noise(cell: Cell, ctx: CraftContext, reporter: Reporter = NULL_REPORTER):
+    """The cell's noise, from the cache when a valid entry exists: (noise, key, cached, seconds)."""
+    spec, protocol = cell.spec, cell.protocol
+    key_fields = {
+        "attack": cell.attack.name, "attack_revision": cell.attack.revision,
+        "options": options_dict(cell.attack_resolved), "dataset": cell.dataset.name,
+        "protocol": protocol.name, "protocol_version": protocol.version, "seed": spec.seed, "eps": round(spec.eps, 10),
+        "uebench": __version__, "train_size": len(ctx.y),
+    }
+    key = noise_key(key_fields)
+    if not cell.attack.cacheable:
+        start = time.perf_counter()
+        noise = cell.attack.craft(ctx)
+        return noise, "", False, time.perf_counter() - start
+    cache = NoiseCache(spec.cache_dir)
+    with cache.lock(key):
+        noise, why = cache.get(key, tuple(ctx.x.shape))
+        if noise is not None:
+            reporter.log(f"noise cache hit: {cache.path(key)}")
+            return noise.to(ctx.device), key, True, float(noise.meta.get("craft_seconds", 0.0))  # what crafting it cost
+        if why != "miss":
+            reporter.log(f"[yellow]discarded invalid cached noise: {why}[/]")
+        start = time.perf_counter()
+        noise = cell.attack.craft(ctx)
+        seconds = time.perf_counter() - start
+        if noise is not None:
+            noise.meta.update(options=options_dict(cell.attack_resolved), seed=spec.seed, craft_seconds=seconds)
+            cache.put(key, noise)
+    return noise, (key if noise is not None else ""), False, seconds
+
+
+def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list[dict]]:
+    """Run a prepared cell end to end; returns its results row and per-epoch curve (unwritten)."""
     spec, protocol = cell.spec, cell.protocol
     device = pick_device(spec.device)
     precision = resolve_precision(spec.precision, device)
     host = get_host(spec.plugins_dirs)
+    streams = seed_streams(spec.seed)
 
     data = cell.dataset.load(spec.data_dir)
     train_idx = stratified_subset(data.y_train, protocol.train_per_class, protocol.subset_seed)
@@ -152,61 +213,28 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> dict:
     image_shape = tuple(x_train.shape[1:])
     build_model = _build_model_factory(host, data.num_classes, image_shape, device)
 
-    # 1. noise: cached by everything that determines it
-    key_fields = {
-        "attack": cell.attack.name, "attack_revision": cell.attack.revision,
-        "options": options_dict(cell.attack_resolved), "dataset": cell.dataset.name,
-        "protocol": protocol.name, "protocol_version": protocol.version, "seed": spec.seed, "eps": round(spec.eps, 10),
-        "uebench": __version__, "train_size": len(y_train),
-    }
-    key = noise_key(key_fields)
-    cache = NoiseCache(spec.cache_dir)
-    gen = seed_everything(spec.seed)
-    craft_seconds, cached, noise = 0.0, False, None
-    ctx = CraftContext(x_train, y_train, data.num_classes, spec.eps, spec.seed, device, precision, True, protocol, build_model, gen, reporter)
-    if cell.attack.cacheable:
-        with cache.lock(key):
-            noise, why = cache.get(key, tuple(x_train.shape))
-            if noise is not None:
-                cached = True
-                noise = noise.to(device)
-                craft_seconds = float(noise.meta.get("craft_seconds", 0.0))  # what crafting it cost
-                reporter.log(f"noise cache hit: {cache.path(key)}")
-            else:
-                if why != "miss":
-                    reporter.log(f"[yellow]discarded invalid cached noise: {why}[/]")
-                start = time.perf_counter()
-                noise = cell.attack.craft(ctx)
-                craft_seconds = time.perf_counter() - start
-                if noise is not None:
-                    noise.meta.update(options=options_dict(cell.attack_resolved), seed=spec.seed, craft_seconds=craft_seconds)
-                    cache.put(key, noise)
-    else:
-        start = time.perf_counter()
-        noise = cell.attack.craft(ctx)
-        craft_seconds = time.perf_counter() - start
+    # 1. noise (the craft stream also seeds the source model's initial weights)
+    torch.manual_seed(streams.craft)
+    ctx = CraftContext(x_train, y_train, data.num_classes, spec.eps, spec.seed, device, precision, True, protocol,
+                       build_model, streams.generator("craft"), reporter)
+    noise, key, cached, craft_seconds = craft_noise(cell, ctx, reporter)
 
-    # 2. poison a fraction of the training set (always the same fraction for a seed)
-    poisoned = None
-    if noise is not None and spec.poison_rate < 1:
-        count = int(round(spec.poison_rate * len(y_train)))
-        chosen = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(spec.seed + 1))[:count]
-        poisoned = torch.zeros(len(y_train), dtype=torch.bool)
-        poisoned[chosen] = True
-        poisoned = poisoned.to(device)
-    train_set = PoisonedSet(x_train, y_train, noise if spec.poison_rate > 0 else None, poisoned)
+    # 2. the released training set: a fraction of it poisoned, quantized to uint8
+    mask = poison_mask(len(y_train), spec.poison_rate, streams.generator("poison")) if noise is not None else None
+    released = release(x_train, y_train, noise if spec.poison_rate > 0 else None, mask, spec.quantize)
+    train_data = TrainData(released, y_train, data.num_classes, x_clean=x_train)
 
-    # 3. train the victim under the defense, measure clean test accuracy each epoch
-    seed_everything(spec.seed + 2)
+    # 3. train the victim under the defenses, measure clean test accuracy each epoch
+    torch.manual_seed(streams.init)
     model = prepare_model(cell.victim.build(data.num_classes, image_shape), device)
     settings = protocol.train_settings(precision)
-    result = train_victim(model, train_set, x_test, y_test, data.num_classes, settings, cell.defense, torch.Generator().manual_seed(spec.seed + 3), device, reporter)
+    trainer = Trainer(model, train_data, settings, cell.defenses, streams.generator("order"), streams.generator("augment"), device, reporter)
+    result = trainer.fit(x_test, y_test)
 
     meta = noise.meta if noise is not None else {}
-    best = result.best
-    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    oracle = result.oracle_best
     row = {
-        "run_id": run_id,
+        "run_id": dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "uebench_version": __version__,
         "git_sha": git_sha(),
@@ -217,29 +245,40 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> dict:
         "attack_options": options_json(cell.attack_resolved),
         "eps": spec.eps,
         "poison_rate": spec.poison_rate,
-        "defense": cell.defense.name,
-        "defense_options": options_json(cell.defense.options),
+        "quantized": spec.quantize,
+        "defense": cell.defense_name,
+        "defense_options": defense_options_json(cell.defenses),
         "victim": cell.victim_name,
         "victim_options": options_json(cell.victim.options),
         "epochs": settings.epochs,
         "seed": spec.seed,
-        "final_test_acc": result.final["test_acc"],
-        "best_test_acc": best["test_acc"],
-        "best_epoch": best["epoch"],
+        "final_test_acc": result.final_test_acc,
+        "selected_epoch": result.selected_epoch,
+        "oracle_best_test_acc": oracle["test_acc"],
+        "oracle_best_epoch": oracle["epoch"],
         "final_train_acc": result.final["train_acc"],
+        "train_size": len(trainer.data),
+        "test_size": len(y_test),
         "craft_seconds": round(craft_seconds, 2),
         "train_seconds": round(result.seconds, 2),
         "device": device_label(device),
         "precision": precision,
-        "noise_key": key if cell.attack.cacheable and noise is not None else "",
+        "noise_key": key,
         "noise_cached": cached,
         "craft_stop_reason": meta.get("stop_reason", ""),
         "craft_iterations": meta.get("iterations", ""),
         "craft_final_error": meta.get("final_error", ""),
-        "train_size": len(y_train),
-        "test_size": len(y_test),
     }
-    out = Path(spec.out)
+    return row, result.history
+
+
+def defense_options_json(defenses) -> str:
+    """``{"cutmix": {"alpha": 1.0, ...}, "jpeg": {...}}``: each defense's options under its name."""
+    return json.dumps({d.name: options_dict(d.options) for d in defenses}, sort_keys=True, separators=(",", ":"))
+
+
+def record(out: Path, row: dict, history: list[dict]) -> None:
+    """Append ``row`` to ``out/results.csv`` and write its curve to ``out/curves/<run_id>.csv``."""
+    out = Path(out)
+    write_curve(out / "curves" / f"{row['run_id']}.csv", history)  # first: a row never names a missing curve
     append_row(out / "results.csv", row)
-    write_curve(out / "curves" / f"{run_id}.csv", result.history)
-    return row

@@ -35,6 +35,7 @@ from uebench.hookspecs import hookimpl
 from uebench.noise import FORMS, Noise, apply_noise, to_unit_float
 from uebench.options import option
 from uebench.protocols import stratified_subset
+from uebench.train.step import SGDStep
 
 # On CPU, one fwd+bwd over 512 images is ~1.7-2x slower per image than over 64 (allocator and
 # cache churn on big activations), so PGD runs in chunks there.  Measured on 2 cores, BN-folded,
@@ -51,7 +52,9 @@ class ErrMinPGD(Attack):
     """Error-minimizing (min-min) noise by PGD, sample-wise or class-wise (Huang et al. 2021)."""
 
     name = "errmin-pgd"
-    revision = 2  # 2: θ trains on the whole set for Δc, not only on the class subset
+    # 2: θ trains on the whole set for Δc, not only on the class subset
+    # 3: the cell's craft seed stream (SeedSequence) replaces the raw seed; Δc's subset pass is shuffled
+    revision = 3
 
     @dataclass
     class Options:
@@ -105,9 +108,7 @@ class MinMinCrafter:
     def __init__(self, o: ErrMinPGD.Options, ctx: CraftContext):
         self.o, self.ctx = o, ctx
         self.model = ctx.build_model(o.source)
-        params = list(self.model.parameters())
-        self.optimizer = torch.optim.SGD(params, lr=o.source_lr, momentum=0.9, weight_decay=5e-4)
-        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.precision == "fp16")
+        self.step = SGDStep(self.model, o.source_lr, device_type=ctx.device.type, precision=ctx.precision)
         # θ trains on the whole set (as in the reference code); δ is updated and λ measured on
         # ``self.index``: everything for Δs, a stratified ``class_subset`` for Δc
         if o.form == "class":
@@ -157,10 +158,7 @@ class MinMinCrafter:
             x = apply_noise(to_unit_float(ctx.x[sample]), self._delta_of(sample))
             with autocast(ctx.device, ctx.precision):
                 loss = F.cross_entropy(self.model(self._layout(x)).float(), ctx.y[sample])
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            self.step(loss)
             total += loss.item()
         return total / self.o.model_steps
 
@@ -197,13 +195,18 @@ class MinMinCrafter:
         Sample-wise: each batch is measured right after its PGD steps, while it is in memory —
         the model is frozen for the pass, so this equals the reference code's separate
         evaluation pass but reads and stages the data once instead of twice.
-        Class-wise: δ_k moves after every batch, so the error needs a pass with the final δ.
+        Class-wise: δ_k moves after every batch, so the error needs a pass with the final δ; and
+        since the batches' order and make-up then matter, each pass walks the subset in a fresh
+        random order, as the reference code's shuffled loader does.
         """
         ctx, o = self.ctx, self.o
         self.freeze()
         correct = 0
-        for start in range(0, len(self.index), o.batch_size):
-            sample = self.index[start : start + o.batch_size]
+        walk = self.index
+        if o.form == "class":
+            walk = self.index[torch.randperm(len(self.index), generator=ctx.generator).to(self.index.device)]
+        for start in range(0, len(walk), o.batch_size):
+            sample = walk[start : start + o.batch_size]
             x, y = to_unit_float(ctx.x[sample]), ctx.y[sample]
             eta = self.pgd(x, y, self._delta_of(sample))
             if o.form == "sample":

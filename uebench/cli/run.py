@@ -27,13 +27,15 @@ class FractionType(click.ParamType):
 
 @click.command()
 @click.option("--attack", default="errmin-pgd", show_default=True, help="Attack name (see `uebench attacks list`).")
-@click.option("--defense", default="none", show_default=True, help="Defense name (see `uebench defenses list`).")
+@click.option("--defense", "defenses", multiple=True, default=("none",), show_default=True,
+              help="Defense name (see `uebench defenses list`); repeat to compose, applied in the order given.")
 @click.option("--victim", default=None, help="Victim name, or timm:<model>; default: the protocol's victim.")
 @click.option("--dataset", default="cifar10", show_default=True, help="Dataset name (see `uebench datasets list`).")
 @click.option("--protocol", default=None, help="smoke | cpu | paper; default: paper with CUDA, cpu without.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--eps", default="8/255", show_default=True, type=FractionType(), help="L∞ budget on the [0,1] pixel scale.")
 @click.option("--poison-rate", default="1", show_default=True, type=FractionType(), help="Fraction of training samples poisoned, in [0, 1].")
+@click.option("--float-noise", is_flag=True, help="Train on x+δ in float instead of the released 8-bit images (quantized by default).")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Attack/defense/victim option (repeatable); prefix attack./defense./victim. if ambiguous.")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Dataset root (else $UEBENCH_DATA, else ~/.cache/uebench).")
 @click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False), help="Folder for results.csv and curves/.")
@@ -42,31 +44,33 @@ class FractionType(click.ParamType):
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS), help="auto = bf16 on GPUs and bf16-capable CPUs, else fp32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results row as JSON; no progress bars.")
 @click.pass_context
-def run(ctx, attack, defense, victim, dataset, protocol, seed, eps, poison_rate, options, data_dir, out, cache_dir, device, precision, as_json):
+def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate, float_noise, options, data_dir, out, cache_dir,
+        device, precision, as_json):
     """Run one cell and append its row to OUT/results.csv.
 
-    Example: uebench run --attack errmin-pgd -o form=class --defense cutmix
+    Example: uebench run --attack errmin-pgd -o form=class --defense jpeg --defense cutmix
     """
     from uebench.plugins import get_host
     from uebench.progress import Reporter
     from uebench.protocols import default_protocol_name, get_protocol
-    from uebench.runner import CellSpec, prepare, route_options, run_cell
+    from uebench.runner import CellSpec, prepare, record, route_options, run_cell
 
     plugins_dirs = ctx.obj["plugins_dirs"]
     host = get_host(plugins_dirs)
     for info in host.failures:
         click.echo(f"warning: plugin {info.name!r} ({info.source}) failed to load: {info.error}", err=True)
     chosen_protocol = get_protocol(protocol or default_protocol_name())
-    a_opts, d_opts, v_opts = route_options(parse_assignments(options), host, attack, defense, victim, chosen_protocol)
+    a_opts, d_opts, v_opts = route_options(parse_assignments(options), host, attack, defenses, victim, chosen_protocol)
     spec = CellSpec(
-        attack=attack, defense=defense, victim=victim, dataset=dataset, protocol=protocol, seed=seed, eps=eps,
-        poison_rate=poison_rate, attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
+        attack=attack, defenses=tuple(defenses), victim=victim, dataset=dataset, protocol=protocol, seed=seed, eps=eps,
+        poison_rate=poison_rate, quantize=not float_noise, attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
         data_dir=data_dir, out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, device=device,
         precision=precision, plugins_dirs=plugins_dirs,
     )
     with Reporter(quiet=as_json) as reporter:
         cell = prepare(spec, reporter)
-        row = run_cell(cell, reporter)
+        row, history = run_cell(cell, reporter)
+    record(Path(out), row, history)
     if as_json:
         click.echo(json.dumps(row, default=str))
     else:
@@ -82,11 +86,13 @@ def summary_table(row: dict) -> Table:
         ("protocol", f"{row['protocol']} v{row['protocol_version']}"),
         ("dataset", row["dataset"]),
         ("attack", f"{row['attack']} {row['attack_options']}"),
-        ("ε / poison rate", f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255) / {row['poison_rate']:g}"),
+        ("ε / poison rate", f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255) / {row['poison_rate']:g}"
+         + ("" if row["quantized"] else " (float noise, not quantized)")),
         ("defense", f"{row['defense']} {row['defense_options']}"),
         ("victim", row["victim"]),
-        ("clean test acc (final)", f"[bold]{row['final_test_acc'] * 100:.2f}%[/]"),
-        ("clean test acc (best, epoch)", f"{row['best_test_acc'] * 100:.2f}% (epoch {row['best_epoch']})"),
+        ("clean test acc (final)", f"[bold]{row['final_test_acc'] * 100:.2f}%[/]"
+         + (f" (weights of epoch {row['selected_epoch']})" if row["selected_epoch"] != row["epochs"] else "")),
+        ("oracle: best test acc (epoch)", f"{row['oracle_best_test_acc'] * 100:.2f}% (epoch {row['oracle_best_epoch']}; picked on the test set, not a defense)"),
         ("train acc (final)", f"{row['final_train_acc'] * 100:.2f}%"),
         ("crafting", f"{row['craft_seconds']:.1f}s" + (" (cached)" if row["noise_cached"] else "")
          + (f", stopped by {row['craft_stop_reason']} after {row['craft_iterations']} iterations, error {row['craft_final_error']:.4f}" if row["craft_stop_reason"] else "")),

@@ -16,6 +16,7 @@ class CutMix(Defense):
     """CutMix: paste a random box from a shuffled partner image, mix labels by area (paper's Table 3)."""
 
     name = "cutmix"
+    group = "label-mixing"
 
     @dataclass
     class Options:
@@ -29,11 +30,11 @@ class CutMix(Defense):
                 raise ValueError(f"prob must be in [0, 1], got {self.prob}")
 
     def augment(self, x, target, generator):
-        opts = self.options or self.Options()
+        opts = self.options
         if torch.rand((), generator=generator).item() >= opts.prob:
             return x, target
         n, _, h, w = x.shape
-        lam = _beta(opts.alpha, generator)
+        lam = beta_sample(opts.alpha, generator)
         cut = math.sqrt(1.0 - lam)
         ch, cw = int(h * cut), int(w * cut)
         cy = int(torch.randint(0, h, (), generator=generator))
@@ -47,7 +48,7 @@ class CutMix(Defense):
         return x, kept * target + (1.0 - kept) * target[perm]
 
 
-def _beta(alpha: float, generator: torch.Generator) -> float:
+def beta_sample(alpha: float, generator: torch.Generator) -> float:
     """Beta(alpha, alpha) from two seeded Gamma draws (torch.distributions cannot take a generator)."""
     a = torch._standard_gamma(torch.tensor([alpha, alpha], dtype=torch.float64), generator=generator)
     return float(a[0] / a.sum())

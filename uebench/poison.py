@@ -1,0 +1,45 @@
+"""Noise + scope → the training set a data owner releases.
+
+What a data owner publishes is 8-bit images.  The released set is therefore quantized once —
+``round(255 · clamp(x + δ, 0, 1)) / 255``, as the official code does when it stores its poisoned
+dataset as uint8 — and training reads those bytes.  Keeping δ in float (``quantize=False``) lets
+sub-pixel noise (α = 0.8/255 steps) survive that a real release would round away; it stays
+available to measure exactly that difference.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from uebench.noise import Noise, apply_noise, to_unit_float
+
+# Images poisoned per step: bounds the float copy (1024 CIFAR images ≈ 12 MB) whatever the set size.
+CHUNK = 1024
+
+
+def poison_mask(n: int, rate: float, generator: torch.Generator) -> torch.Tensor | None:
+    """Which of ``n`` samples carry noise: ``round(rate · n)`` of them drawn with ``generator``;
+    ``None`` when all do."""
+    if rate >= 1:
+        return None
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[torch.randperm(n, generator=generator)[: int(round(rate * n))]] = True
+    return mask
+
+
+def release(x: torch.Tensor, y: torch.Tensor, noise: Noise | None, mask: torch.Tensor | None = None,
+            quantize: bool = True) -> torch.Tensor:
+    """The released training images: ``x`` (uint8 N×C×H×W) with ``noise`` added where ``mask``
+    (bool N, ``None`` = everywhere) says, as uint8 (``quantize``) or float32 in [0, 1]."""
+    if noise is None or (mask is not None and not bool(mask.any())):
+        return x.clone() if quantize else to_unit_float(x)
+    out = torch.empty_like(x) if quantize else torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    mask = mask.to(x.device) if mask is not None else None
+    for start in range(0, len(x), CHUNK):
+        index = torch.arange(start, min(start + CHUNK, len(x)), device=x.device)
+        delta = noise.for_batch(index, y[index])
+        if mask is not None:
+            delta = delta * mask[index].view(-1, 1, 1, 1).to(delta.dtype)
+        poisoned = apply_noise(to_unit_float(x[index]), delta)
+        out[index] = poisoned.mul_(255).round_().to(torch.uint8) if quantize else poisoned
+    return out
