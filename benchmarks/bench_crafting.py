@@ -16,7 +16,7 @@ Sections (see benchmarks/README.md for the full description):
    c. iter   — seconds per outer iteration (model_steps + perturbation_pass) of uebench versus an
                official-style loop (per-sample noise gather/scatter, NCHW fp32, a separate
                evaluation pass, SGD re-created every PGD step, Variable re-wrapping).
-2. training — ``uebench.training.train_victim`` (1 epoch, NoDefense, cnn-small, batch 128) versus
+2. training — ``uebench.train.Trainer.fit`` (1 epoch, NoDefense, cnn-small, batch 128) versus
    a bare loop on pre-made float tensors and versus a torchvision DataLoader + PIL transforms.
 
 Usage: ``python benchmarks/bench_crafting.py [--quick] [--json out.json]``.  Always exits 0:
@@ -48,8 +48,9 @@ from uebench.compute import cpu_has_fast_bf16, frozen_copy, prepare_model, resol
 from uebench.datasets.cifar10 import Cifar10
 from uebench.defenses.standard import NoDefense
 from uebench.noise import Noise
+from uebench.poison import release
 from uebench.protocols import PROTOCOLS
-from uebench.training import PoisonedSet, TrainSettings, train_victim
+from uebench.train import TrainData, Trainer, TrainSettings
 from uebench.victims.cifar import SmallCNN
 
 EPS = 8 / 255
@@ -476,7 +477,7 @@ class TrainingBench:
         self.pil_transform = transforms.Compose(
             [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()]
         )
-        self.variants = [TrainVariant("uebench train_victim (fp32 channels_last)", "uebench")]
+        self.variants = [TrainVariant("uebench Trainer (fp32 channels_last)", "uebench")]
         self.dataloader_layouts: list[str] = []
         for layout in ("nchw", "channels_last"):
             self.variants.append(TrainVariant(f"bare loop, float tensors ({layout})", "bare"))
@@ -498,11 +499,13 @@ class TrainingBench:
         device = torch.device("cpu")
         precision = resolve_precision("auto", device)
         settings = TrainSettings(epochs=1, batch_size=self.s.train_batch, lr=self.s.train_lr, precision=precision, channels_last=True)
-        train = PoisonedSet(self.x[:n], self.y[:n], Noise(self.noise.delta[:n], "sample", EPS))
+        released = release(self.x[:n], self.y[:n], Noise(self.noise.delta[:n], "sample", EPS))
         empty = self.x[:0]  # no test set: the per-epoch evaluation is not part of training throughput
         model = self.model(channels_last=True)
+        trainer = Trainer(model, TrainData(released, self.y[:n], 10), settings, [NoDefense()],
+                          torch.Generator().manual_seed(self.seed), torch.Generator().manual_seed(self.seed + 1), device)
         t0 = time.perf_counter()
-        train_victim(model, train, empty, self.y[:0], 10, settings, NoDefense(), torch.Generator().manual_seed(self.seed), device)
+        trainer.fit(empty, self.y[:0])
         return n / (time.perf_counter() - t0)
 
     # -- bare loop ---------------------------------------------------------------------------------
@@ -736,9 +739,9 @@ def bench_training(s: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[list[
         if v.kind == "dataloader":
             note = ", ".join(filter(None, [note, "model layout: " + "/".join(sorted(set(tb.dataloader_layouts)))]))
         rows.append(Row(v.name, f"{v.throughput:,.0f} img/s", note=note))
-    rows.append(verdict_row("train_victim ÷ bare loop", f"{ue.throughput:,.0f} / {bare.throughput:,.0f}", ue.throughput / bare.throughput,
+    rows.append(verdict_row("Trainer ÷ bare loop", f"{ue.throughput:,.0f} / {bare.throughput:,.0f}", ue.throughput / bare.throughput,
                             "train/bare", "bare: no crop/flip, no noise, no scheduler"))
-    rows.append(verdict_row("train_victim ÷ DataLoader + PIL transforms", f"{ue.throughput:,.0f} / {dl.throughput:,.0f}",
+    rows.append(verdict_row("Trainer ÷ DataLoader + PIL transforms", f"{ue.throughput:,.0f} / {dl.throughput:,.0f}",
                             ue.throughput / dl.throughput, "train/dataloader", "RandomCrop(32, 4) + flip + ToTensor, best of workers 0/2"))
     results = {"img_per_s": {v.name: v.rates for v in tb.variants},
                "over_bare": ue.throughput / bare.throughput, "over_dataloader": ue.throughput / dl.throughput}

@@ -69,15 +69,17 @@ def root(tmp_path):
     return folder
 
 
-def _sections(markdown: str) -> dict[str, list[str]]:
-    """``## heading`` → the table lines under it."""
+def _sections(markdown: str, oracle: bool = False) -> dict[str, list[str]]:
+    """``## heading`` → the lines of its final-accuracy table (``oracle``: of its oracle table)."""
     out: dict[str, list[str]] = {}
-    current = None
+    current, in_oracle = None, False
     for line in markdown.splitlines():
         if line.startswith("## "):
-            current = line[3:]
+            current, in_oracle = line[3:], False
             out[current] = []
-        elif current is not None and line.startswith("|"):
+        elif line.startswith("Oracle:"):
+            in_oracle = True
+        elif current is not None and line.startswith("|") and in_oracle == oracle:
             out[current].append(line)
     return out
 
@@ -113,6 +115,11 @@ def test_build_writes_one_table_per_dataset_victim_and_rate(root):
     ]
     assert "paper" not in "".join(sum(sections.values(), []))  # paper numbers only for protocol paper
     assert "For scale" in markdown
+    # each section also shows the oracle (test-set best epoch) table, labelled as not a defense
+    oracle = _sections(markdown, oracle=True)
+    assert list(oracle) == list(sections)
+    assert oracle["cifar10 · victim `cnn-tiny` · poison rate 1"] == ["| attack | none |", "|---|---|", "| none | 50.00 (n=1) |"]
+    assert "not a defense" in markdown
 
 
 def test_rebuilding_gives_identical_bytes(root):

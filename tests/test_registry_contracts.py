@@ -31,7 +31,11 @@ SLOW_VICTIMS = {"timm", "resnet50", "densenet121", "vgg11"}
 EXPECTED_BUILTINS = {
     "attack": {"none": "uebench.attacks.baselines", "random": "uebench.attacks.baselines",
                "errmin-pgd": "uebench.attacks.errmin_pgd"},
-    "defense": {"none": "uebench.defenses.standard", "cutmix": "uebench.defenses.cutmix"},
+    "defense": {"none": "uebench.defenses.standard", "cutmix": "uebench.defenses.cutmix", "mixup": "uebench.defenses.mixup",
+                "cutout": "uebench.defenses.cutout", "autoaugment": "uebench.defenses.autoaugment",
+                "adv-train": "uebench.defenses.adversarial", "early-stop": "uebench.defenses.early_stop",
+                "jpeg": "uebench.defenses.squeeze", "grayscale": "uebench.defenses.squeeze",
+                "bit-depth": "uebench.defenses.squeeze", "ueraser": "uebench.defenses.ueraser"},
     "victim": {"resnet18": "uebench.victims.cifar", "resnet50": "uebench.victims.cifar",
                "vgg11": "uebench.victims.cifar", "densenet121": "uebench.victims.cifar",
                "cnn-small": "uebench.victims.cifar", "cnn-tiny": "uebench.victims.cifar",
@@ -176,6 +180,10 @@ def test_attack_contract_craft(name):
 
 @pytest.mark.parametrize("name", DEFENSES)
 def test_defense_contract(name):
+    """Every image transform keeps shape, dtype and the [0, 1] range; targets stay distributions;
+    the loss is a finite scalar the model can learn from; ``prepare`` keeps the data's form."""
+    from uebench.train import TrainData
+
     entry = get_host().defenses.get(name)
     cls = entry.cls
     assert issubclass(cls, Defense) and cls.name == name
@@ -189,14 +197,23 @@ def test_defense_contract(name):
         xa, ta = defense.augment(x, target, torch.Generator().manual_seed(seed))
         assert xa.shape == x.shape and ta.shape == target.shape
         assert xa.dtype == x.dtype
+        assert 0 <= xa.min() and xa.max() <= 1
         assert (ta >= 0).all()
         assert torch.allclose(ta.sum(1), torch.ones(8), atol=1e-6)
+    test = defense.eval_images(x)
+    assert test.shape == x.shape and test.dtype == x.dtype and 0 <= test.min() and test.max() <= 1
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
-    loss, logits = defense.loss(model, xa, ta)
+    loss, logits = defense.loss(model, xa, ta, torch.Generator().manual_seed(0))
     assert logits.shape == (8, 10)
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()  # differentiable w.r.t. the model
+    images, labels = synthetic_batch(n_per_class=4, num_classes=10)
+    for released in (images, images.float() / 255):
+        data = defense.prepare(TrainData(released, labels, 10, x_clean=images), torch.Generator().manual_seed(0))
+        assert isinstance(data, TrainData) and data.x.shape[1:] == images.shape[1:] and len(data.x) == len(data.y) > 0
+        assert data.x.dtype in (torch.uint8, torch.float32)
+        assert data.x.dtype == torch.uint8 or (0 <= data.x.min() and data.x.max() <= 1)
 
 
 def test_cutmix_mixes_pixels_and_labels_consistently():

@@ -35,7 +35,12 @@ def register_defenses(register):
     """Add training-time defenses.
 
     Call ``register(cls)`` for each subclass of :class:`uebench.defenses.base.Defense`.  A
-    defense may change each training batch (``augment``) and the loss (``loss``).
+    defense is a callback on the training loop's events and implements only those it needs:
+    ``prepare`` (once before training: squeeze the training images, carve a validation split),
+    ``augment`` (each batch), ``loss`` (the batch's training loss; one defense per cell may
+    replace it), ``after_epoch`` / ``after_fit`` (read the state, log, keep or restore weights,
+    ask to stop) and ``eval_images`` (test images).  The event table, with signatures, is the
+    docstring of ``uebench.defenses.base``; which defenses compose is ``uebench.defenses.compose``'s.
     """
 
 

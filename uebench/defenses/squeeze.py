@@ -9,7 +9,7 @@ validation split, and the clean originals where a defense uses them.
 
 All three are torchvision.transforms.v2 functionals on batched uint8 tensors (float input is
 first rounded to 8 bits, which is what saving an image does anyway): ``jpeg`` encodes and
-decodes through ``torchvision.io`` (nvjpeg on a GPU), so no PIL round trip per image.
+decodes through ``torchvision.io``'s libjpeg on the CPU, with no PIL round trip.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ class JPEG(Squeeze):
     def squeeze(self, x):
         if not hasattr(TF, "jpeg"):  # torchvision < 0.20
             raise RuntimeError("the jpeg defense needs torchvision >= 0.20 (torchvision.transforms.v2.functional.jpeg)")
-        parts = [TF.jpeg(x[s : s + JPEG_CHUNK], self.options.quality) for s in range(0, len(x), JPEG_CHUNK)]
-        return torch.cat(parts) if parts else x.clone()
+        # torchvision's codec runs on the CPU here whatever the device (its CUDA path returns
+        # images on another device than it takes); once per training set, a few seconds at 50k
+        parts = [TF.jpeg(x[s : s + JPEG_CHUNK].cpu(), self.options.quality) for s in range(0, len(x), JPEG_CHUNK)]
+        return torch.cat(parts).to(x.device) if parts else x.clone()
 
 
 class Grayscale(Squeeze):
@@ -71,7 +73,7 @@ class Grayscale(Squeeze):
 
 
 class BitDepth(Squeeze):
-    """Reduce every training image to ``bits`` bits per channel once (ISS bit-depth reduction)."""
+    """Reduce every training image to a few bits per channel once (ISS bit-depth reduction)."""
 
     name = "bit-depth"
 
