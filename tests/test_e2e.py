@@ -124,3 +124,26 @@ def test_plugins_dir_attack_runs(invoke, tmp_path):
         cli.commands.pop("hello-plugdir", None)
     _check_row_basics(row, "stripes", defense="nothing")
     assert json.loads(row["attack_options"]) == {"period": 4}
+
+
+def test_poison_scope_by_class_and_the_clean_remainder(invoke, tmp_path):
+    out = tmp_path / "out"
+    common = ("run", "--protocol", "smoke", "--json", "--attack", "random", "-o", "form=class", "--out", out)
+    bird = json_out(invoke(*common, "--poison-classes", "bird,3"))
+    assert bird["poison_classes"] == "bird,cat" and bird["drop_poisoned"] is False and bird["train_size"] == 500
+    rest = json_out(invoke(*common, "--poison-rate", "0.8", "--drop-poisoned"))
+    assert rest["drop_poisoned"] is True and rest["train_size"] == 100  # the clean 20% alone
+    assert rest["noise_key"] == "" and rest["craft_seconds"] == 0  # no noise needed for what is dropped
+    frame = read_results(out / "results.csv")
+    assert frame["poison_classes"].fillna("").tolist() == ["bird,cat", ""]
+
+
+def test_unknown_poison_class_is_a_clear_error(invoke, tmp_path):
+    from conftest import assert_clean_error
+
+    result = invoke("run", "--protocol", "smoke", "--attack", "random", "--poison-classes", "brid", "--out", tmp_path / "out")
+    message = assert_clean_error(result, 2)
+    assert "unknown class 'brid'" in message and "Did you mean 'bird'" in message
+    result = invoke("run", "--protocol", "smoke", "--attack", "random", "--drop-poisoned", "--out", tmp_path / "out")
+    assert "leaves nothing to train on" in assert_clean_error(result, 2)
+    assert not (tmp_path / "out").exists()

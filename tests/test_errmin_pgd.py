@@ -38,7 +38,7 @@ def test_pgd_descends_the_loss_and_stays_in_the_ball():
     x, y = to_unit_float(ctx.x), ctx.y
     start = crafter.delta.clone()
     before = _loss(crafter.frozen, x, start, y)
-    delta = crafter.pgd(x, y, start.clone())
+    delta = crafter.inner(x, y, start.clone())
     after = _loss(crafter.frozen, x, delta, y)
     assert after < before, (before, after)
     assert delta.shape == start.shape
@@ -55,7 +55,7 @@ def test_pgd_each_extra_step_keeps_descending_on_average():
     delta = crafter.delta.clone()
     losses = [_loss(crafter.frozen, x, delta, y)]
     for _ in range(5):
-        delta = crafter.pgd(x, y, delta)
+        delta = crafter.inner(x, y, delta)
         assert delta.abs().max().item() <= EPS + 1e-7
         losses.append(_loss(crafter.frozen, x, delta, y))
     assert losses[-1] < losses[0]
@@ -67,7 +67,7 @@ def test_negated_step_would_ascend():
     x, y = to_unit_float(ctx.x), ctx.y
     start = crafter.delta.clone()
     crafter.o = replace(crafter.o, step_size=-crafter.o.step_size)
-    ascended = crafter.pgd(x, y, start.clone())
+    ascended = crafter.inner(x, y, start.clone())
     assert _loss(crafter.frozen, x, ascended, y) > _loss(crafter.frozen, x, start, y)
     assert ascended.abs().max().item() <= EPS + 1e-7
 
@@ -177,9 +177,9 @@ def test_cpu_chunked_pgd_matches_whole_batch_pgd(monkeypatch):
     x, y = to_unit_float(ctx.x), ctx.y
     start = crafter.delta.clone()
     monkeypatch.setattr(errmin, "CPU_PGD_CHUNK", 7)  # several chunks, the last one partial
-    chunked = crafter.pgd(x, y, start.clone())
+    chunked = crafter.inner(x, y, start.clone())
     monkeypatch.setattr(errmin, "CPU_PGD_CHUNK", 10**9)
-    whole = crafter.pgd(x, y, start.clone())
+    whole = crafter.inner(x, y, start.clone())
     assert len(y) > 7 and chunked.shape == whole.shape
     assert (chunked == whole).float().mean().item() > 0.999
 
@@ -232,9 +232,9 @@ def test_pgd_on_the_folded_model_matches_the_unfolded_one():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in crafter.frozen.modules())
     x, y = to_unit_float(ctx.x), ctx.y
     start = crafter.delta.clone()
-    folded = crafter.pgd(x, y, start.clone())
+    folded = crafter.inner(x, y, start.clone())
     crafter.frozen = crafter.model.eval()  # the unfolded eval model
-    plain = crafter.pgd(x, y, start.clone())
+    plain = crafter.inner(x, y, start.clone())
     assert (folded == plain).float().mean().item() > 0.999
 
 
@@ -245,3 +245,56 @@ def test_classwise_source_model_trains_on_the_whole_set():
     seen = torch.cat([crafter._next_batch() for _ in range(len(ctx.y) // 8)])
     assert sorted(seen.tolist()) == list(range(len(ctx.y)))
     assert len(crafter.index) == len(ctx.y) // 2
+
+
+# --- the defining choices of Algorithm 1, each of which could break without another test failing
+
+
+@pytest.mark.parametrize("solver", ["errmin-pgd", "errmin-adam"])
+def test_classwise_update_is_the_clipped_mean_of_each_batchs_class_updates(monkeypatch, solver):
+    """δ_k ← clip(mean of the batch's class-k updates); a class absent from a batch keeps δ_k.
+    A sum, a last-sample rule or an update of absent classes all give other numbers here."""
+    from uebench.attacks.errmin_adam import AdamCrafter, ErrMinAdam
+
+    ctx = make_ctx(n_per_class=4, num_classes=3)
+    cls, crafter_cls = (ErrMinPGD, MinMinCrafter) if solver == "errmin-pgd" else (ErrMinAdam, AdamCrafter)
+    resolved = cls(build_options(cls.Options, {"form": "class", "batch_size": 2, "class_subset": 1.0})).resolve(ctx.protocol, EPS)
+    crafter = crafter_cls(resolved, ctx)
+    crafter.freeze()
+    start = crafter.delta.clone()
+    batches = []
+
+    def fake_inner(x, y, delta):
+        # per-sample updates of ±0.8ε around a sample-specific level: means and sums differ,
+        # and two same-class samples in one batch add past ε (a sum would clip)
+        eta = torch.stack([torch.full_like(x[0], (0.8 if int(i) % 3 else -0.3) * EPS) for i in range(len(y))])
+        batches.append((y.clone(), eta))
+        return eta
+
+    monkeypatch.setattr(crafter, "inner", fake_inner)
+    crafter.perturbation_pass()
+    expected = start.clone()
+    for y, eta in batches:
+        for k in torch.unique(y).tolist():
+            expected[k] = eta[y == k].mean(0).clamp(-EPS, EPS)
+    assert len(batches) == 6  # 12 subset images, batch 2
+    assert torch.allclose(crafter.delta, expected)
+    assert any(len(torch.unique(y)) < 3 for y, _ in batches)  # some class was absent from every batch
+
+
+def test_stop_error_is_measured_on_the_crafting_set_with_the_noise_applied():
+    """The error a pass returns is the frozen model's error on x + δ over the crafting subset —
+    not on clean images, not over the whole training set."""
+    crafter, ctx = _crafter(form="class", batch_size=8, class_subset=0.5, steps=3, step_size=EPS)
+    torch.manual_seed(0)  # a linear source whose predictions vary from image to image
+    crafter.model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, ctx.num_classes))
+    error = crafter.perturbation_pass()
+    index = crafter.index
+    assert len(index) < len(ctx.y)  # the crafting subset is a strict part of the set
+    x = to_unit_float(ctx.x[index])
+    with torch.no_grad():
+        noisy = (crafter.frozen((x + crafter.delta[ctx.y[index]]).clamp(0, 1)).argmax(1) != ctx.y[index]).float().mean().item()
+        clean = (crafter.frozen(x).argmax(1) != ctx.y[index]).float().mean().item()
+        whole = (crafter.frozen((to_unit_float(ctx.x) + crafter.delta[ctx.y]).clamp(0, 1)).argmax(1) != ctx.y).float().mean().item()
+    assert error == pytest.approx(noisy)
+    assert noisy != clean and noisy != whole  # the setup tells the three apart

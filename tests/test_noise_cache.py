@@ -145,11 +145,32 @@ def test_release_chunks_match_one_pass(monkeypatch):
 
 
 def test_poison_mask_counts_and_seeds():
-    assert poison_mask(10, 1.0, torch.Generator()) is None
-    mask = poison_mask(10, 0.3, torch.Generator().manual_seed(1))
+    y = torch.arange(10) % 5
+    assert poison_mask(y, 1.0, torch.Generator()) is None
+    mask = poison_mask(y, 0.3, torch.Generator().manual_seed(1))
     assert mask.dtype == torch.bool and int(mask.sum()) == 3
-    assert torch.equal(mask, poison_mask(10, 0.3, torch.Generator().manual_seed(1)))
-    assert int(poison_mask(10, 0.0, torch.Generator()).sum()) == 0
+    assert torch.equal(mask, poison_mask(y, 0.3, torch.Generator().manual_seed(1)))
+    assert int(poison_mask(y, 0.0, torch.Generator()).sum()) == 0
+
+
+def test_poison_mask_by_class():
+    y = torch.arange(20) % 5
+    mask = poison_mask(y, 1.0, torch.Generator(), classes=(2, 4))
+    assert torch.equal(mask, (y == 2) | (y == 4))
+    half = poison_mask(y, 0.5, torch.Generator().manual_seed(0), classes=(2,))
+    assert int(half.sum()) == 2 and bool((y[half] == 2).all())
+
+
+def test_resolve_classes_by_name_or_index_with_a_clear_error():
+    from uebench.options import OptionError
+    from uebench.poison import resolve_classes
+
+    names = ("airplane", "automobile", "bird", "cat")
+    assert resolve_classes(["bird", "0", "cat", "bird"], names) == (0, 2, 3)
+    with pytest.raises(OptionError, match=r"unknown class 'brid'\. Did you mean 'bird'\?.*2=bird"):
+        resolve_classes(["brid"], names)
+    with pytest.raises(OptionError, match="unknown class '7'"):
+        resolve_classes(["7"], names)
 
 
 # --- save / load --------------------------------------------------------------------------

@@ -30,7 +30,8 @@ SLOW_VICTIMS = {"timm", "resnet50", "densenet121", "vgg11"}
 
 EXPECTED_BUILTINS = {
     "attack": {"none": "uebench.attacks.baselines", "random": "uebench.attacks.baselines",
-               "errmin-pgd": "uebench.attacks.errmin_pgd"},
+               "errmin-pgd": "uebench.attacks.errmin_pgd", "errmin-adam": "uebench.attacks.errmin_adam",
+               "from-file": "uebench.attacks.from_file"},
     "defense": {"none": "uebench.defenses.standard", "cutmix": "uebench.defenses.cutmix", "mixup": "uebench.defenses.mixup",
                 "cutout": "uebench.defenses.cutout", "autoaugment": "uebench.defenses.autoaugment",
                 "adv-train": "uebench.defenses.adversarial", "early-stop": "uebench.defenses.early_stop",
@@ -158,11 +159,23 @@ def test_attack_contract_declaration(name):
 
 
 @pytest.mark.parametrize("name", ATTACKS)
-def test_attack_contract_craft(name):
-    """Every attack crafts noise of the right shape inside the ε-ball (or None = clean)."""
-    ctx = make_ctx(n_per_class=2)
-    attack = get_host().attacks.get(name).cls()
-    noise = attack.craft(ctx)
+def test_attack_contract_craft(name, tmp_path):
+    """Every attack crafts noise of the right shape inside the ε-ball (or None = clean), poisoned
+    pixels stay in [0, 1], and the same seed gives the same noise bytes on CPU."""
+    from uebench.poison import release
+
+    cls = get_host().attacks.get(name).cls
+
+    def craft():
+        ctx = make_ctx(n_per_class=2)
+        attack = cls()
+        if name == "from-file":  # reads noise made elsewhere: give it a file (tests/test_from_file.py covers its formats)
+            delta = torch.empty(len(ctx.y), *ctx.x.shape[1:]).uniform_(-ctx.eps, ctx.eps, generator=torch.Generator().manual_seed(0))
+            torch.save(delta, tmp_path / "perturbation.pt")
+            attack = cls(cls.Options(path=str(tmp_path / "perturbation.pt")))
+        return ctx, attack.craft(ctx)
+
+    ctx, noise = craft()
     if noise is None:
         return
     assert isinstance(noise, Noise)
@@ -173,6 +186,10 @@ def test_attack_contract_craft(name):
     assert torch.isfinite(noise.delta).all()
     assert noise.delta.abs().max().item() <= ctx.eps + 1e-6
     assert noise.eps == pytest.approx(ctx.eps)
+    poisoned = release(ctx.x, ctx.y, noise, quantize=False)
+    assert 0 <= poisoned.min() and poisoned.max() <= 1
+    _, again = craft()
+    assert torch.equal(noise.delta, again.delta)  # same seed, same bytes
 
 
 # --- defenses -----------------------------------------------------------------------------

@@ -54,8 +54,19 @@ def distinguish_variants(frame: pd.DataFrame) -> pd.Series:
     return labels
 
 
-# One table (and one plot panel) per group; groups are sorted by these columns.
-GROUP = ["dataset", "victim", "poison_rate"]
+# One table (and one plot panel) per group; groups are sorted by these columns.  Rows written
+# before a scope column existed read as its default (all classes, poisoned samples kept).
+GROUP = ["dataset", "victim", "poison_rate", "poison_classes", "drop_poisoned"]
+SCOPE_DEFAULTS = {"poison_classes": "", "drop_poisoned": False}
+
+
+def group_title(key, quote: str = "`") -> str:
+    """``cifar10 · victim `cnn-small` · poison rate 0.5 of bird``: a table's heading (a plot
+    panel's title with ``quote=""``)."""
+    dataset, victim, rate, classes, drop = key
+    title = f"{dataset} · victim {quote}{victim}{quote} · poison rate {rate:g}"
+    title += f" of {classes}" if classes else ""
+    return title + (" · poisoned samples dropped (clean part only)" if drop else "")
 
 # The plots ``build`` writes into ``<protocol>/`` and ``render`` embeds: (file name, alt text).
 PLOTS = (
@@ -67,6 +78,9 @@ PLOTS = (
 def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with an ``attack_label`` column: the label every table row and plot uses."""
     frame = frame.assign(attack_label=frame.apply(attack_label, axis=1) if len(frame) else "")
+    for column, default in SCOPE_DEFAULTS.items():
+        values = frame[column] if column in frame else pd.Series(default, index=frame.index, dtype=object)
+        frame = frame.assign(**{column: values.fillna(default).astype(type(default))})
     return frame.assign(attack_label=distinguish_variants(frame))
 
 
@@ -141,8 +155,8 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
         ]
     for name, alt in PLOTS:
         lines += [f"![{alt}]({protocol}/{name})", ""]
-    for (dataset, victim, rate), part in frame.groupby(GROUP, sort=True):
-        lines += [f"## {dataset} · victim `{victim}` · poison rate {rate:g}", ""]
+    for key, part in frame.groupby(GROUP, sort=True):
+        lines += [f"## {group_title(key)}", ""]
         lines += table(part, protocol)
         if "oracle_best_test_acc" in part and part["oracle_best_test_acc"].notna().any():
             lines += [

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from uebench.leaderboard import GROUP, cell_stats, none_first
+from uebench.leaderboard import GROUP, cell_stats, group_title, none_first
 
 # Accuracy (%) of guessing, per dataset. Results rows carry no class count, so it lives here; a
 # dataset not listed gets no chance line rather than a wrong one.
@@ -74,10 +74,6 @@ def _message(text: str) -> bytes:
     return _svg(fig)
 
 
-def _title(dataset, victim, rate) -> str:
-    return f"{dataset} · victim {victim} · poison rate {rate:g}"
-
-
 def _reference_lines(ax, dataset: str, clean: float | None) -> None:
     chance = CHANCE.get(dataset)
     if chance is not None:
@@ -101,7 +97,8 @@ def accuracy_svg(frame: pd.DataFrame) -> bytes:
         heights = [0.9 + 0.2 * len(a) * len(d) + 0.1 * len(a) for _, _, a, d in layout]
         fig = _figure(8, sum(heights) + 0.2)
         axes = fig.subplots(len(layout), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, ((dataset, victim, rate), part, attacks, defenses) in zip(axes, layout, strict=True):
+        for ax, (key, part, attacks, defenses) in zip(axes, layout, strict=True):
+            dataset = key[0]
             stats = cell_stats(part)
             means, sds = stats["mean"], stats["sd"].fillna(0.0)  # one seed: no error bar
             width = 0.8 / len(defenses)
@@ -117,7 +114,7 @@ def accuracy_svg(frame: pd.DataFrame) -> bytes:
             ax.set_ylim(len(attacks) - 0.5, -0.5)  # first attack (the baseline) at the top
             ax.set_xlim(0, 100)
             ax.set_xlabel("clean test accuracy (%), mean ± sd over seeds")
-            ax.set_title(_title(dataset, victim, rate))
+            ax.set_title(group_title(key, quote=""))
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
         return _svg(fig)
 
@@ -148,7 +145,8 @@ def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
         heights = [max(2.6, 0.8 + 0.18 * len(lines)) for _, lines in panels]
         fig = _figure(9, sum(heights) + 0.2)
         axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, ((dataset, victim, rate), lines) in zip(axes, panels, strict=True):
+        for ax, (key, lines) in zip(axes, panels, strict=True):
+            dataset = key[0]
             for label, curve, cell, run in lines:
                 # one colour per attack × defense cell, one line style per seed within it, so the
                 # seeds of a cell read as one bundle (past ten cells the colours repeat, shifted style)
@@ -161,6 +159,6 @@ def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
             ax.set_ylim(0, 100)
             ax.set_xlabel("epoch")
             ax.set_ylabel("clean test accuracy (%)")
-            ax.set_title(_title(dataset, victim, rate))
+            ax.set_title(group_title(key, quote=""))
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
         return _svg(fig)

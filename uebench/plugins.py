@@ -31,6 +31,8 @@ ENTRY_POINT_GROUP = "uebench"
 BUILTIN_PLUGINS = (
     "uebench.attacks.baselines",
     "uebench.attacks.errmin_pgd",
+    "uebench.attacks.errmin_adam",
+    "uebench.attacks.from_file",
     "uebench.defenses.standard",
     "uebench.defenses.cutmix",
     "uebench.defenses.mixup",

@@ -17,14 +17,40 @@ from uebench.noise import Noise, apply_noise, to_unit_float
 CHUNK = 1024
 
 
-def poison_mask(n: int, rate: float, generator: torch.Generator) -> torch.Tensor | None:
-    """Which of ``n`` samples carry noise: ``round(rate · n)`` of them drawn with ``generator``;
-    ``None`` when all do."""
-    if rate >= 1:
+def poison_mask(y: torch.Tensor, rate: float, generator: torch.Generator, classes: tuple[int, ...] = ()) -> torch.Tensor | None:
+    """Which samples (labels ``y``) carry noise: those of ``classes`` (all when empty), of which
+    ``round(rate · count)`` drawn with ``generator``; ``None`` when every sample does."""
+    if rate >= 1 and not classes:
         return None
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[torch.randperm(n, generator=generator)[: int(round(rate * n))]] = True
+    y = y.cpu()
+    candidates = torch.nonzero(torch.isin(y, torch.tensor(classes, dtype=y.dtype))).flatten() if classes else torch.arange(len(y))
+    if rate < 1:
+        candidates = candidates[torch.randperm(len(candidates), generator=generator)[: int(round(rate * len(candidates)))]]
+    mask = torch.zeros(len(y), dtype=torch.bool)
+    mask[candidates] = True
     return mask
+
+
+def resolve_classes(wanted, classes: list[str] | tuple[str, ...]) -> tuple[int, ...]:
+    """Class names or indices (``("bird", "3")``) → sorted indices; an unknown one raises
+    :class:`OptionError` naming it, the closest names and every class."""
+    import difflib
+
+    from uebench.options import OptionError
+
+    out = set()
+    for item in wanted:
+        text = str(item).strip()
+        if text.isdigit() and int(text) < len(classes):
+            out.add(int(text))
+        elif text in classes:
+            out.add(list(classes).index(text))
+        else:
+            close = difflib.get_close_matches(text, list(classes), n=2, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            listing = ", ".join(f"{i}={c}" for i, c in enumerate(classes))
+            raise OptionError(f"unknown class {text!r}.{hint} Classes (name or index): {listing}")
+    return tuple(sorted(out))
 
 
 def release(x: torch.Tensor, y: torch.Tensor, noise: Noise | None, mask: torch.Tensor | None = None,

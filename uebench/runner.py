@@ -24,7 +24,7 @@ from uebench.compute import device_label, pick_device, prepare_model, resolve_pr
 from uebench.defenses.compose import check_composition, composed_name
 from uebench.options import OptionError, build_options, option_fields, options_dict, options_json
 from uebench.plugins import get_host
-from uebench.poison import poison_mask, release
+from uebench.poison import poison_mask, release, resolve_classes
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.protocols import Protocol, default_protocol_name, get_protocol, stratified_subset
 from uebench.results import append_row, git_sha, write_curve
@@ -46,6 +46,8 @@ class CellSpec:
     seed: int = 0
     eps: float = 8 / 255
     poison_rate: float = 1.0
+    poison_classes: tuple[str, ...] = ()  # names or indices; empty = every class
+    drop_poisoned: bool = False  # train on the clean remainder alone (the paper's Table 2 "Dc")
     quantize: bool = True  # release the poisoned images as uint8 (what a data owner publishes)
     attack_options: dict = field(default_factory=dict)
     defense_options: dict = field(default_factory=dict)  # defense name → {option: value}
@@ -64,6 +66,8 @@ class CellSpec:
             raise OptionError(f"poison rate {self.poison_rate:g} is outside [0, 1]")
         if self.seed < 0:
             raise OptionError(f"seed {self.seed} is negative; seeds are integers >= 0")
+        if self.drop_poisoned and self.poison_rate >= 1 and not self.poison_classes:
+            raise OptionError("--drop-poisoned with every sample poisoned leaves nothing to train on; give --poison-rate < 1 or --poison-classes")
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Cell:
     victim: object
     dataset: object
     attack_resolved: object
+    poison_classes: tuple[int, ...] = ()
 
     @property
     def victim_name(self) -> str:
@@ -151,11 +156,12 @@ def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
     check_composition(defenses)
     victim = victim_entry.cls(build_options(victim_entry.cls.Options, spec.victim_options, f"victim {victim_entry.name!r}"), victim_arg)
     dataset = dataset_entry.cls()
+    poison_classes = resolve_classes(spec.poison_classes, dataset.classes) if spec.poison_classes else ()
     resolved = attack.resolve(protocol, spec.eps)
     source = getattr(resolved, "source", None)
     if source is not None:
         host.victims.resolve(source)  # unknown source model → error now, not after loading data
-    return Cell(spec, protocol, attack, defenses, victim, dataset, resolved)
+    return Cell(spec, protocol, attack, defenses, victim, dataset, resolved, poison_classes)
 
 
 def _build_model_factory(host, num_classes, image_shape, device, channels_last=True):
@@ -216,11 +222,21 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
     # 1. noise (the craft stream also seeds the source model's initial weights)
     torch.manual_seed(streams.craft)
     ctx = CraftContext(x_train, y_train, data.num_classes, spec.eps, spec.seed, device, precision, True, protocol,
-                       build_model, streams.generator("craft"), reporter)
-    noise, key, cached, craft_seconds = craft_noise(cell, ctx, reporter)
+                       build_model, streams.generator("craft"), reporter, train_index=train_idx)
+    if spec.drop_poisoned:  # the poisoned samples are left out, so their noise is never needed
+        noise, key, cached, craft_seconds = None, "", False, 0.0
+    else:
+        noise, key, cached, craft_seconds = craft_noise(cell, ctx, reporter)
 
-    # 2. the released training set: a fraction of it poisoned, quantized to uint8
-    mask = poison_mask(len(y_train), spec.poison_rate, streams.generator("poison")) if noise is not None else None
+    # 2. the released training set: the scope's samples poisoned, quantized to uint8
+    mask = None
+    if noise is not None or spec.drop_poisoned:
+        mask = poison_mask(y_train, spec.poison_rate, streams.generator("poison"), cell.poison_classes)
+    if spec.drop_poisoned:
+        keep = ~mask.to(device)
+        if not bool(keep.any()):
+            raise ValueError("--drop-poisoned left no training images")
+        x_train, y_train = x_train[keep], y_train[keep]
     released = release(x_train, y_train, noise if spec.poison_rate > 0 else None, mask, spec.quantize)
     train_data = TrainData(released, y_train, data.num_classes, x_clean=x_train)
 
@@ -245,6 +261,8 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
         "attack_options": options_json(cell.attack_resolved),
         "eps": spec.eps,
         "poison_rate": spec.poison_rate,
+        "poison_classes": ",".join(cell.dataset.classes[k] for k in cell.poison_classes),
+        "drop_poisoned": spec.drop_poisoned,
         "quantized": spec.quantize,
         "defense": cell.defense_name,
         "defense_options": defense_options_json(cell.defenses),

@@ -27,6 +27,7 @@ class CraftContext:
     build_model: Callable[[str], torch.nn.Module]  # victim name → fresh model on ``device``
     generator: torch.Generator
     reporter: Reporter = NULL_REPORTER
+    train_index: torch.Tensor | None = None  # dataset indices of x's rows (int64 N, CPU); None = unknown
 
 
 class Attack:

@@ -99,7 +99,7 @@ class ErrMinPGD(Attack):
 
     def craft(self, ctx: CraftContext) -> Noise:
         o = self.resolve(ctx.protocol, ctx.eps)
-        return MinMinCrafter(o, ctx).run()
+        return MinMinCrafter(o, ctx).run(self.name)
 
 
 class MinMinCrafter:
@@ -162,16 +162,19 @@ class MinMinCrafter:
             total += loss.item()
         return total / self.o.model_steps
 
-    def pgd(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """T steps of x' ← Π_ε(x' − α·sign(∇ₓL(f(x'), y))) from x' = clip(x + δ); returns the new δ."""
+    def inner(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The inner minimisation over δ for a batch, θ frozen; returns the new δ.  Chunked on CPU:
+        each sample's update is independent of the others in its batch (eval mode, per-sample
+        loss terms), so chunking changes nothing but float rounding."""
         if self.frozen is None:
             self.freeze()
         chunk = CPU_PGD_CHUNK if self.ctx.device.type == "cpu" else len(y)
         if len(y) > chunk:
-            return torch.cat([self._pgd(x[s : s + chunk], y[s : s + chunk], delta[s : s + chunk]) for s in range(0, len(y), chunk)])
-        return self._pgd(x, y, delta)
+            return torch.cat([self.solve(x[s : s + chunk], y[s : s + chunk], delta[s : s + chunk]) for s in range(0, len(y), chunk)])
+        return self.solve(x, y, delta)
 
-    def _pgd(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def solve(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Algorithm 1's solver: T steps of x' ← Π_ε(x' − α·sign(∇ₓL(f(x'), y))) from x' = clip(x + δ)."""
         ctx, o = self.ctx, self.o
         # only the gradient's sign is used; scaling keeps fp16 gradients from underflowing to 0
         scale = 1024.0 if ctx.precision == "fp16" else 1.0
@@ -208,7 +211,7 @@ class MinMinCrafter:
         for start in range(0, len(walk), o.batch_size):
             sample = walk[start : start + o.batch_size]
             x, y = to_unit_float(ctx.x[sample]), ctx.y[sample]
-            eta = self.pgd(x, y, self._delta_of(sample))
+            eta = self.inner(x, y, self._delta_of(sample))
             if o.form == "sample":
                 self.delta[sample] = eta
                 correct += self._correct(x, y, eta)
@@ -223,10 +226,10 @@ class MinMinCrafter:
                 correct += self._correct(to_unit_float(ctx.x[sample]), ctx.y[sample], self._delta_of(sample))
         return 1.0 - correct / len(self.index)
 
-    def run(self) -> Noise:
+    def run(self, attack: str = "errmin-pgd") -> Noise:
         o, ctx = self.o, self.ctx
         history, start = [], time.perf_counter()
-        bar = ctx.reporter.task(f"crafting Δ{o.form[0]} (errmin-pgd)", total=o.max_iters)
+        bar = ctx.reporter.task(f"crafting Δ{o.form[0]} ({attack})", total=o.max_iters)
         stop_reason, error = "max_iters", math.nan
         for iteration in range(1, o.max_iters + 1):
             loss = self.model_steps()
@@ -238,7 +241,7 @@ class MinMinCrafter:
                 break
         bar.close()
         meta = {
-            "attack": ErrMinPGD.name,
+            "attack": attack,
             "stop_reason": stop_reason,
             "iterations": len(history),
             "final_error": error,

@@ -35,6 +35,8 @@ class FractionType(click.ParamType):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--eps", default="8/255", show_default=True, type=FractionType(), help="L∞ budget on the [0,1] pixel scale.")
 @click.option("--poison-rate", default="1", show_default=True, type=FractionType(), help="Fraction of training samples poisoned, in [0, 1].")
+@click.option("--poison-classes", default="", metavar="NAMES", help="Poison only these classes (comma-separated names or indices, e.g. bird,cat); --poison-rate applies within them.")
+@click.option("--drop-poisoned", is_flag=True, help="Train on the clean remainder alone: the poisoned samples are left out (Table 2's comparison).")
 @click.option("--float-noise", is_flag=True, help="Train on x+δ in float instead of the released 8-bit images (quantized by default).")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Attack/defense/victim option (repeatable); prefix attack./defense./victim. if ambiguous.")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Dataset root (else $UEBENCH_DATA, else ~/.cache/uebench).")
@@ -44,7 +46,7 @@ class FractionType(click.ParamType):
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS), help="auto = bf16 on GPUs and bf16-capable CPUs, else fp32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results row as JSON; no progress bars.")
 @click.pass_context
-def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate, float_noise, options, data_dir, out, cache_dir,
+def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate, poison_classes, drop_poisoned, float_noise, options, data_dir, out, cache_dir,
         device, precision, as_json):
     """Run one cell and append its row to OUT/results.csv.
 
@@ -63,7 +65,8 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
     a_opts, d_opts, v_opts = route_options(parse_assignments(options), host, attack, defenses, victim, chosen_protocol)
     spec = CellSpec(
         attack=attack, defenses=tuple(defenses), victim=victim, dataset=dataset, protocol=protocol, seed=seed, eps=eps,
-        poison_rate=poison_rate, quantize=not float_noise, attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
+        poison_rate=poison_rate, poison_classes=tuple(c for c in poison_classes.split(",") if c.strip()),
+        drop_poisoned=drop_poisoned, quantize=not float_noise, attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
         data_dir=data_dir, out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, device=device,
         precision=precision, plugins_dirs=plugins_dirs,
     )
@@ -87,6 +90,8 @@ def summary_table(row: dict) -> Table:
         ("dataset", row["dataset"]),
         ("attack", f"{row['attack']} {row['attack_options']}"),
         ("ε / poison rate", f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255) / {row['poison_rate']:g}"
+         + (f" of classes {row['poison_classes']}" if row["poison_classes"] else "")
+         + (" — poisoned samples dropped, trained on the clean rest" if row["drop_poisoned"] else "")
          + ("" if row["quantized"] else " (float noise, not quantized)")),
         ("defense", f"{row['defense']} {row['defense_options']}"),
         ("victim", row["victim"]),
