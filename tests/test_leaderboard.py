@@ -33,7 +33,7 @@ def _row(i, *, attack="none", form=None, defense="none", victim="resnet18", rate
         "run_id": f"run-{i}", "timestamp": "2026-01-01T00:00:00+00:00", "uebench_version": "0.1.0",
         "git_sha": "0123456789ab", "protocol": protocol, "protocol_version": version, "dataset": dataset,
         "attack": attack, "attack_options": json.dumps(options, sort_keys=True, separators=(",", ":")),
-        "eps": 8 / 255, "poison_rate": rate, "poison_classes": "", "drop_poisoned": False, "quantized": True, "defense": defense, "defense_options": "{}", "victim": victim,
+        "eps": 8 / 255, "norm": "linf", "poison_rate": rate, "poison_classes": "", "drop_poisoned": False, "quantized": True, "defense": defense, "defense_options": "{}", "victim": victim,
         "victim_options": "{}", "epochs": 2, "seed": seed, "final_test_acc": acc, "selected_epoch": 2,
         "oracle_best_test_acc": acc, "oracle_best_epoch": 2, "final_train_acc": 0.99, "train_size": 1000, "test_size": 500,
         "craft_seconds": 1.5, "train_seconds": 3.25, "device": "cpu", "precision": "fp32", "noise_key": f"{i:020d}" if form else "",

@@ -4,6 +4,11 @@
 (``form="sample"``, shape N×C×H×W) or one per class (``form="class"``, shape K×C×H×W).  It is
 *added to float pixels in [0, 1] and the sum is clamped* — never clamped first and added
 after, which would let poisoned pixels leave the valid range (a bug of the reference code).
+
+Every noise says which budget it keeps (``norm``).  ``"linf"`` (the default): |δ| ≤ ``eps``,
+the cell's ``--eps``.  ``"l0"``: δ changes at most ``pixels`` pixel positions of each image
+(all channels of a position count once), by any amount the pixel range allows; ``eps`` then
+records the largest |δ| (≤ 1).  A noise file is checked against the budget it names.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from uebench.atomic import atomic_write
 
 FORMS = ("sample", "class")
+NORMS = ("linf", "l0")
 
 
 class NoiseFileError(ValueError):
@@ -27,21 +33,41 @@ class NoiseFileError(ValueError):
 class Noise:
     delta: torch.Tensor  # float32, (N|K, C, H, W), |δ| <= eps
     form: str
-    eps: float
+    eps: float  # the L∞ budget (norm "linf"); the largest |δ| (norm "l0")
     meta: dict = field(default_factory=dict)
+    norm: str = "linf"  # "linf" | "l0"
+    pixels: int | None = None  # the L0 budget: pixel positions per image δ may change (norm "l0")
 
     def __post_init__(self):
         if self.form not in FORMS:
             raise ValueError(f"noise form must be one of {FORMS}, got {self.form!r}")
         if self.delta.dim() != 4:
             raise ValueError(f"noise must be 4-D (N|K, C, H, W), got shape {tuple(self.delta.shape)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"noise norm must be one of {NORMS}, got {self.norm!r}")
+        if (self.norm == "l0") != (self.pixels is not None) or (self.pixels is not None and self.pixels < 1):
+            raise ValueError(f"an l0 noise names its budget as pixels >= 1, and only an l0 noise: got norm={self.norm!r}, pixels={self.pixels!r}")
 
     def for_batch(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """δ for the samples ``index`` with labels ``labels`` (class-wise noise is looked up by label)."""
         return self.delta[labels] if self.form == "class" else self.delta[index]
 
     def to(self, device) -> Noise:
-        return Noise(self.delta.to(device), self.form, self.eps, dict(self.meta))
+        return Noise(self.delta.to(device), self.form, self.eps, dict(self.meta), self.norm, self.pixels)
+
+
+def budget_violation(delta: torch.Tensor, eps: float, norm: str = "linf", pixels: int | None = None) -> str | None:
+    """Why ``delta`` breaks the budget it names, or None: finite, |δ| ≤ ``eps`` (+1e-6) and, for
+    ``norm="l0"``, at most ``pixels`` changed pixel positions in each row (image or class)."""
+    if not torch.isfinite(delta).all():
+        return "values are not finite"
+    if delta.numel() and delta.abs().max().item() > eps + 1e-6:
+        return f"values exceed eps={eps:.5f}"
+    if norm == "l0" and delta.numel():
+        most = int(delta.ne(0).any(1).flatten(1).sum(1).max().item())
+        if most > pixels:
+            return f"an image has {most} changed pixel positions, more than its l0 budget of {pixels}"
+    return None
 
 
 def to_unit_float(x_uint8: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
@@ -58,7 +84,7 @@ def apply_noise(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 
 def save_noise(noise: Noise, path: Path) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half-written cache entry."""
-    meta = dict(noise.meta, form=noise.form, eps=noise.eps, shape=list(noise.delta.shape))
+    meta = dict(noise.meta, form=noise.form, eps=noise.eps, shape=list(noise.delta.shape), norm=noise.norm, pixels=noise.pixels)
     payload = {"delta": noise.delta.detach().float().cpu().contiguous(), "meta": json.dumps(meta, sort_keys=True)}
     atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
@@ -67,19 +93,23 @@ def load_noise(path: Path, expect: dict | None = None) -> Noise:
     """Read a noise file without unpickling code (``weights_only=True``) and validate it.
 
     ``expect`` maps metadata keys to the values they must have (e.g. the cache key); δ must be
-    finite and inside its own ε-ball.  Any mismatch raises :class:`NoiseFileError`.
+    finite and inside the budget it names (its own ε-ball; for an l0 noise also its pixel
+    count; a file without a norm is linf).  Any mismatch raises :class:`NoiseFileError`.
     """
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         delta, meta = payload["delta"], json.loads(payload["meta"])
         form, eps = meta["form"], float(meta["eps"])
+        norm, pixels = meta.get("norm", "linf"), meta.get("pixels")
+        Noise(torch.zeros(0, 0, 0, 0), form, eps, norm=norm, pixels=pixels)  # form, norm and budget are well-formed
     except Exception as exc:  # any corruption: truncated file, wrong format, missing keys
         raise NoiseFileError(f"cannot read noise file {path}: {exc}") from None
     if not isinstance(delta, torch.Tensor) or list(delta.shape) != meta.get("shape"):
         raise NoiseFileError(f"noise file {path}: tensor shape does not match its metadata")
-    if not torch.isfinite(delta).all() or delta.abs().max().item() > eps + 1e-6:
-        raise NoiseFileError(f"noise file {path}: values are not finite or exceed eps={eps:.5f}")
+    why = budget_violation(delta, eps, norm, pixels)
+    if why is not None:
+        raise NoiseFileError(f"noise file {path}: {why}")
     for key, want in (expect or {}).items():
         if meta.get(key) != want:
             raise NoiseFileError(f"noise file {path}: {key}={meta.get(key)!r}, expected {want!r}")
-    return Noise(delta, form, eps, {k: v for k, v in meta.items() if k not in ("form", "eps", "shape")})
+    return Noise(delta, form, eps, {k: v for k, v in meta.items() if k not in ("form", "eps", "shape", "norm", "pixels")}, norm, pixels)

@@ -248,6 +248,7 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
     result = trainer.fit(x_test, y_test)
 
     meta = noise.meta if noise is not None else {}
+    l0 = noise is not None and noise.norm == "l0"
     oracle = result.oracle_best
     row = {
         "run_id": dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
@@ -259,7 +260,8 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
         "dataset": cell.dataset.name,
         "attack": cell.attack.name,
         "attack_options": options_json(cell.attack_resolved),
-        "eps": spec.eps,
+        "eps": noise.eps if l0 else spec.eps,  # an L0 attack ignores --eps: its largest |δ|
+        "norm": f"l0:{noise.pixels}" if l0 else "linf",
         "poison_rate": spec.poison_rate,
         "poison_classes": ",".join(cell.dataset.classes[k] for k in cell.poison_classes),
         "drop_poisoned": spec.drop_poisoned,

@@ -89,7 +89,8 @@ def summary_table(row: dict) -> Table:
         ("protocol", f"{row['protocol']} v{row['protocol_version']}"),
         ("dataset", row["dataset"]),
         ("attack", f"{row['attack']} {row['attack_options']}"),
-        ("ε / poison rate", f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255) / {row['poison_rate']:g}"
+        ("ε / poison rate", (f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255)" if row["norm"] == "linf"
+                             else f"L0, {row['norm'][3:]} pixel(s) per image, max |δ| {row['eps']:.3f}") + f" / {row['poison_rate']:g}"
          + (f" of classes {row['poison_classes']}" if row["poison_classes"] else "")
          + (" — poisoned samples dropped, trained on the clean rest" if row["drop_poisoned"] else "")
          + ("" if row["quantized"] else " (float noise, not quantized)")),
