@@ -38,7 +38,7 @@ def test_attacks_list_json(invoke):
 
 @pytest.mark.parametrize(
     "pattern, expected",
-    [("err*", ["errmin-adam", "errmin-pgd"]), ("*", None), ("r?ndom", ["random"]), ("nothing*", [])],
+    [("err*", ["errmax-pgd", "errmax-universal", "errmin-adam", "errmin-pgd"]), ("*", None), ("r?ndom", ["random"]), ("nothing*", [])],
 )
 def test_attacks_list_pattern(invoke, pattern, expected):
     names = [r["name"] for r in json_out(invoke("attacks", "list", pattern, "--json"))]

@@ -264,7 +264,7 @@ def test_classwise_update_is_the_clipped_mean_of_each_batchs_class_updates(monke
     start = crafter.delta.clone()
     batches = []
 
-    def fake_inner(x, y, delta):
+    def fake_inner(x, y, delta, mask=None):
         # per-sample updates of ±0.8ε around a sample-specific level: means and sums differ,
         # and two same-class samples in one batch add past ε (a sum would clip)
         eta = torch.stack([torch.full_like(x[0], (0.8 if int(i) % 3 else -0.3) * EPS) for i in range(len(y))])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.io import write_png
 
-from conftest import synthetic_batch
+from conftest import make_ctx, synthetic_batch
 from uebench.attacks import from_file
 from uebench.attacks.base import CraftContext
 from uebench.attacks.from_file import FromFile
@@ -451,7 +451,7 @@ def test_declaration_and_registration():
     assert registered == [FromFile] and FromFile.name == "from-file"
     assert FromFile.__doc__ and FromFile.cacheable is False
     names = {o["name"]: o for o in describe_options(FromFile.Options)}
-    assert list(names) == ["path", "key", "form", "indices", "allow_prefix"]
+    assert list(names) == ["path", "key", "form", "indices", "allow_prefix", "class_map"]
     assert names["form"]["choices"] == ["auto", "sample", "class"] and names["allow_prefix"]["default"] is False
     resolved = FromFile().resolve(get_protocol("smoke"), EPS)
     assert resolved is not FromFile().options and all(getattr(resolved, f.name) is not None for f in dataclasses.fields(resolved))
@@ -467,3 +467,31 @@ def test_registry_contract_with_a_path(tmp_path):
     assert tuple(noise.delta.shape) == (len(ctx.y), *ctx.x.shape[1:])
     assert noise.delta.dtype == torch.float32 and torch.isfinite(noise.delta).all()
     assert noise.delta.abs().max().item() <= ctx.eps + 1e-6 and noise.eps == pytest.approx(ctx.eps)
+
+
+# --- transfer through a class map ------------------------------------------------------------
+
+
+def test_class_map_transfers_class_noise_from_another_dataset(tmp_path):
+    """Noise crafted for 1000 source classes (say ImageNet at 32×32) reaches the target classes
+    through the paper's map; a map that leaves a class out, or names a missing row, is refused."""
+    from uebench.attacks.from_file import CLASS_MAPS
+
+    ctx = make_ctx(n_per_class=2)
+    source = (torch.rand(1000, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1) * ctx.eps
+    path = tmp_path / "imagenet-classwise.pt"
+    torch.save(source, path)
+    noise = FromFile(FromFile.Options(path=str(path), class_map="imagenet-cifar10")).craft(ctx)
+    wanted = [CLASS_MAPS["imagenet-cifar10"][k] for k in range(10)]
+    assert noise.form == "class" and torch.equal(noise.delta, source[wanted])
+    assert noise.meta["class_map"] == wanted
+    custom = FromFile(FromFile.Options(path=str(path), class_map=",".join(f"{k}={999 - k}" for k in range(10)))).craft(ctx)
+    assert torch.equal(custom.delta, source[[999 - k for k in range(10)]])
+    with pytest.raises(OptionError, match=r"unmapped: \[9\]"):
+        FromFile(FromFile.Options(path=str(path), class_map=",".join(f"{k}={k}" for k in range(9)))).craft(ctx)
+    small = tmp_path / "small.pt"
+    torch.save(source[:20], small)
+    with pytest.raises(OptionError, match=r"source rows \[32, 94, 207"):
+        FromFile(FromFile.Options(path=str(small), class_map="imagenet-cifar10")).craft(ctx)
+    with pytest.raises(OptionError, match="is not TARGET=SOURCE"):
+        build_options(FromFile.Options, {"path": str(path), "class_map": "bird=hummingbird"})

@@ -148,6 +148,14 @@ def options_json(obj) -> str:
     return json.dumps(options_dict(obj), sort_keys=True, separators=(",", ":"))
 
 
+def applied_options(obj) -> dict[str, Any]:
+    """The options of a *resolved* attack that apply: after ``resolve`` made every default
+    concrete, an option still ``None`` does not apply to this run (``patch`` when crafting full
+    images; attacks name such options in ``inapplicable_when_none``), so it enters neither the
+    noise-cache key nor the row."""
+    return {k: v for k, v in options_dict(obj).items() if v is not None}
+
+
 def parse_assignments(pairs: typing.Iterable[str]) -> list[tuple[str, str]]:
     """Split ``key=value`` strings; raise OptionError naming a malformed one."""
     out = []

@@ -33,6 +33,8 @@ BUILTIN_PLUGINS = (
     "uebench.attacks.errmin_pgd",
     "uebench.attacks.errmin_adam",
     "uebench.attacks.from_file",
+    "uebench.attacks.errmax",
+    "uebench.attacks.mixtures",
     "uebench.defenses.standard",
     "uebench.defenses.cutmix",
     "uebench.defenses.mixup",

@@ -8,6 +8,7 @@ that owns the results CSV (the CLI, a sweep driver) writes them with :func:`reco
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -22,7 +23,7 @@ from uebench.attacks.base import CraftContext
 from uebench.cache import NoiseCache, noise_key
 from uebench.compute import device_label, pick_device, prepare_model, resolve_precision
 from uebench.defenses.compose import check_composition, composed_name
-from uebench.options import OptionError, build_options, option_fields, options_dict, options_json
+from uebench.options import OptionError, applied_options, build_options, option_fields, options_dict, options_json
 from uebench.plugins import get_host
 from uebench.poison import poison_mask, release, resolve_classes
 from uebench.progress import NULL_REPORTER, Reporter
@@ -172,21 +173,22 @@ def _build_model_factory(host, num_classes, image_shape, device, channels_last=T
     return build
 
 
-def craft_noise(cell: Cell, ctx: CraftContext, reporter: Reporter = NULL_REPORTER):
-    """The cell's noise, from the cache when a valid entry exists: (noise, key, cached, seconds)."""
-    spec, protocol = cell.spec, cell.protocol
+def craft_noise(attack, resolved, ctx: CraftContext, dataset: str, cache_dir: Path | None, reporter: Reporter = NULL_REPORTER):
+    """``attack``'s noise for ``ctx`` (its seed, ε, protocol), from the cache when a valid entry
+    exists: (noise, key, cached, seconds)."""
+    protocol = ctx.protocol
     key_fields = {
-        "attack": cell.attack.name, "attack_revision": cell.attack.revision,
-        "options": options_dict(cell.attack_resolved), "dataset": cell.dataset.name,
-        "protocol": protocol.name, "protocol_version": protocol.version, "seed": spec.seed, "eps": round(spec.eps, 10),
+        "attack": attack.name, "attack_revision": attack.revision,
+        "options": applied_options(resolved), "dataset": dataset,
+        "protocol": protocol.name, "protocol_version": protocol.version, "seed": ctx.seed, "eps": round(ctx.eps, 10),
         "uebench": __version__, "train_size": len(ctx.y),
     }
     key = noise_key(key_fields)
-    if not cell.attack.cacheable:
+    if not attack.cacheable:
         start = time.perf_counter()
-        noise = cell.attack.craft(ctx)
+        noise = attack.craft(ctx)
         return noise, "", False, time.perf_counter() - start
-    cache = NoiseCache(spec.cache_dir)
+    cache = NoiseCache(cache_dir)
     with cache.lock(key):
         noise, why = cache.get(key, tuple(ctx.x.shape))
         if noise is not None:
@@ -195,12 +197,27 @@ def craft_noise(cell: Cell, ctx: CraftContext, reporter: Reporter = NULL_REPORTE
         if why != "miss":
             reporter.log(f"[yellow]discarded invalid cached noise: {why}[/]")
         start = time.perf_counter()
-        noise = cell.attack.craft(ctx)
+        noise = attack.craft(ctx)
         seconds = time.perf_counter() - start
         if noise is not None:
-            noise.meta.update(options=options_dict(cell.attack_resolved), seed=spec.seed, craft_seconds=seconds)
+            noise.meta.update(options=applied_options(resolved), seed=ctx.seed, craft_seconds=seconds)
             cache.put(key, noise)
     return noise, (key if noise is not None else ""), False, seconds
+
+
+def other_crafter(host, ctx: CraftContext, dataset: str, cache_dir: Path | None, reporter: Reporter):
+    """``ctx.craft_other``: the noise of another attack at another seed, through the same cache,
+    so a composed attack (``mix-or``) reuses noise other cells crafted."""
+
+    def craft_other(name: str, options: dict, seed: int):
+        entry = host.attacks.get(name)
+        attack = entry.cls(build_options(entry.cls.Options, options, f"attack {name!r}"))
+        streams = seed_streams(seed)
+        torch.manual_seed(streams.craft)
+        sub = dataclasses.replace(ctx, seed=seed, generator=streams.generator("craft"))
+        return craft_noise(attack, attack.resolve(ctx.protocol, ctx.eps), sub, dataset, cache_dir, reporter)[0]
+
+    return craft_other
 
 
 def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list[dict]]:
@@ -222,11 +239,12 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
     # 1. noise (the craft stream also seeds the source model's initial weights)
     torch.manual_seed(streams.craft)
     ctx = CraftContext(x_train, y_train, data.num_classes, spec.eps, spec.seed, device, precision, True, protocol,
-                       build_model, streams.generator("craft"), reporter, train_index=train_idx)
+                       build_model, streams.generator("craft"), reporter, train_index=train_idx, cache_dir=spec.cache_dir)
     if spec.drop_poisoned:  # the poisoned samples are left out, so their noise is never needed
         noise, key, cached, craft_seconds = None, "", False, 0.0
     else:
-        noise, key, cached, craft_seconds = craft_noise(cell, ctx, reporter)
+        ctx.craft_other = other_crafter(host, ctx, cell.dataset.name, spec.cache_dir, reporter)
+        noise, key, cached, craft_seconds = craft_noise(cell.attack, cell.attack_resolved, ctx, cell.dataset.name, spec.cache_dir, reporter)
 
     # 2. the released training set: the scope's samples poisoned, quantized to uint8
     mask = None
@@ -259,7 +277,7 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
         "protocol_version": protocol.version,
         "dataset": cell.dataset.name,
         "attack": cell.attack.name,
-        "attack_options": options_json(cell.attack_resolved),
+        "attack_options": json.dumps(applied_options(cell.attack_resolved), sort_keys=True, separators=(",", ":")),
         "eps": noise.eps if l0 else spec.eps,  # an L0 attack ignores --eps: its largest |δ|
         "norm": f"l0:{noise.pixels}" if l0 else "linf",
         "poison_rate": spec.poison_rate,

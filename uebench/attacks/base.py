@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -28,6 +29,10 @@ class CraftContext:
     generator: torch.Generator
     reporter: Reporter = NULL_REPORTER
     train_index: torch.Tensor | None = None  # dataset indices of x's rows (int64 N, CPU); None = unknown
+    cache_dir: Path | None = None  # where attacks cache their own artifacts (a clean-trained source model); None = default
+    # (name, options, seed) → another attack's noise on this data, through the noise cache (the
+    # runner sets it; None: composed attacks craft their parts directly)
+    craft_other: Callable[[str, dict, int], Noise | None] | None = None
 
 
 class Attack:
@@ -44,6 +49,9 @@ class Attack:
     Options = None
     cacheable: bool = True
     revision: int = 1
+    # options that may stay None after ``resolve``: "does not apply to this run" (``patch`` when
+    # crafting full images); such an option enters neither the noise-cache key nor the row
+    inapplicable_when_none: tuple[str, ...] = ()
 
     def __init__(self, options=None):
         self.options = options if options is not None else (self.Options() if self.Options else None)

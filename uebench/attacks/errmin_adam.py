@@ -38,8 +38,9 @@ PAPER_STEPS = 200
 class AdamCrafter(MinMinCrafter):
     """Algorithm 1's loop with the Adam inner solver."""
 
-    def solve(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """T Adam steps on c‖δ‖₂² + L(f(clip(x + δ)), y) per sample, projected to the ε-ball."""
+    def solve(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """T Adam steps on c‖δ‖₂² + L(f(clip(x + δ)), y) per sample, projected to the ε-ball
+        (and to ``mask``, e.g. a patch)."""
         ctx, o = self.ctx, self.o
         delta = delta.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([delta], lr=o.step_size)
@@ -53,6 +54,8 @@ class AdamCrafter(MinMinCrafter):
             optimizer.step()
             with torch.no_grad():
                 delta.clamp_(-ctx.eps, ctx.eps)
+                if mask is not None:
+                    delta.mul_(mask)
         return delta.detach()
 
 

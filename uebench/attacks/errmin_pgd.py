@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from uebench.attacks.base import Attack, CraftContext
+from uebench.attacks.patches import PatchPlacer, paste_everywhere
 from uebench.compute import autocast, frozen_copy
 from uebench.hookspecs import hookimpl
 from uebench.noise import FORMS, Noise, apply_noise, to_unit_float
@@ -45,6 +46,27 @@ from uebench.train.step import SGDStep
 # float rounding.
 CPU_PGD_CHUNK = 64
 
+def pgd(model, x, y, delta, eps: float, step_size: float, steps: int, *, descend: bool, device, precision: str = "fp32",
+        channels_last: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``steps`` signed-gradient steps on δ from x' = clip(x + δ), each projected to the ε-ball:
+    x' ← Π_ε(x' ∓ α·sign(∇ₓL(f(x'), y))) — *descending* the loss for error-minimizing noise,
+    ascending it for error-maximizing (adversarial) noise.  ``model`` is frozen (eval mode).
+    ``mask`` (1 where δ may be non-zero, e.g. a patch) is applied after every projection."""
+    # only the gradient's sign is used; scaling keeps fp16 gradients from underflowing to 0
+    scale = 1024.0 if precision == "fp16" else 1.0
+    sign = -1.0 if descend else 1.0
+    for _ in range(steps):
+        x_adv = apply_noise(x, delta)
+        x_adv = (x_adv.contiguous(memory_format=torch.channels_last) if channels_last else x_adv).requires_grad_(True)
+        with autocast(device, precision):
+            loss = F.cross_entropy(model(x_adv).float(), y)
+        (grad,) = torch.autograd.grad(loss * scale, x_adv)
+        delta = (x_adv.detach() + sign * step_size * grad.sign() - x).clamp_(-eps, eps)
+        if mask is not None:
+            delta = delta * mask
+    return delta
+
+
 PAPER_DEFAULTS = {"sample": {"steps": 20, "stop_error": 0.01}, "class": {"steps": 1, "stop_error": 0.1}}
 
 
@@ -55,6 +77,7 @@ class ErrMinPGD(Attack):
     # 2: θ trains on the whole set for Δc, not only on the class subset
     # 3: the cell's craft seed stream (SeedSequence) replaces the raw seed; Δc's subset pass is shuffled
     revision = 3
+    inapplicable_when_none = ("patch",)
 
     @dataclass
     class Options:
@@ -68,6 +91,7 @@ class ErrMinPGD(Attack):
         batch_size: int | None = option(None, help="batch size for model steps and PGD passes (protocol)")
         max_iters: int | None = option(None, help="cap on outer iterations; the row records if it, not λ, ended crafting (protocol)")
         class_subset: float = option(0.2, help="fraction of the data class-wise noise is crafted on (paper: 0.2)")
+        patch: int | None = option(None, help="p: craft a p×p patch (random place while crafting) pasted at a random place of each image (Table 5)")
 
         def validate(self):
             for key in ("steps", "model_steps", "batch_size", "max_iters"):
@@ -80,6 +104,8 @@ class ErrMinPGD(Attack):
                 raise ValueError(f"stop_error must be in [0, 1], got {self.stop_error}")
             if not 0 < self.class_subset <= 1:
                 raise ValueError(f"class_subset must be in (0, 1], got {self.class_subset}")
+            if self.patch is not None and self.patch < 1:
+                raise ValueError(f"patch must be >= 1 (pixels), got {self.patch}")
 
     def resolve(self, protocol, eps):
         o = self.options
@@ -120,7 +146,9 @@ class MinMinCrafter:
         else:
             self.index = torch.arange(len(ctx.y), device=ctx.device)
             rows = len(ctx.y)
-        shape = (rows, *ctx.x.shape[1:])
+        channels, height, width = ctx.x.shape[1:]
+        self.placer = PatchPlacer(o.patch, height, width, ctx.generator) if o.patch is not None else None
+        shape = (rows, channels, o.patch, o.patch) if o.patch is not None else (rows, channels, height, width)
         # the reference code starts from uniform noise in [-ε, ε]
         self.delta = ((torch.rand(shape, generator=ctx.generator) * 2 - 1) * ctx.eps).to(ctx.device)
         self._order = torch.empty(0, dtype=torch.long, device=ctx.device)
@@ -132,8 +160,14 @@ class MinMinCrafter:
         return x.contiguous(memory_format=torch.channels_last) if self.ctx.channels_last else x
 
     def _delta_of(self, sample: torch.Tensor) -> torch.Tensor:
-        """The δ of each training image in ``sample`` (its class's δ for Δc)."""
+        """The δ rows of the training images in ``sample`` (its class's δ for Δc)."""
         return self.delta[self.ctx.y[sample]] if self.o.form == "class" else self.delta[sample]
+
+    def _noise_of(self, sample: torch.Tensor) -> tuple[torch.Tensor, tuple | None]:
+        """The full-size δ of each image in ``sample``; a patch lands at a fresh random place
+        (returned as ``where``, None without patches)."""
+        rows = self._delta_of(sample)
+        return self.placer.place(rows) if self.placer is not None else (rows, None)
 
     def _next_batch(self) -> torch.Tensor:
         """Images of the next model-step batch: shuffled sweeps over the whole set, across iterations."""
@@ -155,36 +189,31 @@ class MinMinCrafter:
         self.model.train()
         for _ in range(self.o.model_steps):
             sample = self._next_batch()
-            x = apply_noise(to_unit_float(ctx.x[sample]), self._delta_of(sample))
+            x = apply_noise(to_unit_float(ctx.x[sample]), self._noise_of(sample)[0])
             with autocast(ctx.device, ctx.precision):
                 loss = F.cross_entropy(self.model(self._layout(x)).float(), ctx.y[sample])
             self.step(loss)
             total += loss.item()
         return total / self.o.model_steps
 
-    def inner(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """The inner minimisation over δ for a batch, θ frozen; returns the new δ.  Chunked on CPU:
-        each sample's update is independent of the others in its batch (eval mode, per-sample
-        loss terms), so chunking changes nothing but float rounding."""
+    def inner(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The inner minimisation over δ for a batch, θ frozen; returns the new δ (zero outside
+        ``mask`` where given).  Chunked on CPU: each sample's update is independent of the others
+        in its batch (eval mode, per-sample loss terms), so chunking changes nothing but float
+        rounding."""
         if self.frozen is None:
             self.freeze()
         chunk = CPU_PGD_CHUNK if self.ctx.device.type == "cpu" else len(y)
         if len(y) > chunk:
-            return torch.cat([self.solve(x[s : s + chunk], y[s : s + chunk], delta[s : s + chunk]) for s in range(0, len(y), chunk)])
-        return self.solve(x, y, delta)
+            return torch.cat([self.solve(x[s : s + chunk], y[s : s + chunk], delta[s : s + chunk], None if mask is None else mask[s : s + chunk])
+                              for s in range(0, len(y), chunk)])
+        return self.solve(x, y, delta, mask)
 
-    def solve(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def solve(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Algorithm 1's solver: T steps of x' ← Π_ε(x' − α·sign(∇ₓL(f(x'), y))) from x' = clip(x + δ)."""
         ctx, o = self.ctx, self.o
-        # only the gradient's sign is used; scaling keeps fp16 gradients from underflowing to 0
-        scale = 1024.0 if ctx.precision == "fp16" else 1.0
-        for _ in range(o.steps):
-            x_adv = self._layout(apply_noise(x, delta)).requires_grad_(True)
-            with autocast(ctx.device, ctx.precision):
-                loss = F.cross_entropy(self.frozen(x_adv).float(), y)
-            (grad,) = torch.autograd.grad(loss * scale, x_adv)
-            delta = (x_adv.detach() - o.step_size * grad.sign() - x).clamp_(-ctx.eps, ctx.eps)
-        return delta
+        return pgd(self.frozen, x, y, delta, ctx.eps, o.step_size, o.steps, descend=True, device=ctx.device,
+                   precision=ctx.precision, channels_last=ctx.channels_last, mask=mask)
 
     @torch.no_grad()
     def _correct(self, x, y, delta) -> int:
@@ -211,10 +240,13 @@ class MinMinCrafter:
         for start in range(0, len(walk), o.batch_size):
             sample = walk[start : start + o.batch_size]
             x, y = to_unit_float(ctx.x[sample]), ctx.y[sample]
-            eta = self.inner(x, y, self._delta_of(sample))
+            delta, where = self._noise_of(sample)
+            mask = None if where is None else PatchPlacer.mask(delta.shape, where, delta.device)
+            placed = self.inner(x, y, delta, mask)
+            eta = placed if where is None else PatchPlacer.take(placed, where)
             if o.form == "sample":
                 self.delta[sample] = eta
-                correct += self._correct(x, y, eta)
+                correct += self._correct(x, y, placed)
             else:  # δ_k ← clip(mean of the batch's class-k etas)
                 sums = torch.zeros_like(self.delta).index_add_(0, y, eta)
                 counts = torch.bincount(y, minlength=ctx.num_classes)
@@ -223,7 +255,7 @@ class MinMinCrafter:
         if o.form == "class":
             for start in range(0, len(self.index), o.batch_size):
                 sample = self.index[start : start + o.batch_size]
-                correct += self._correct(to_unit_float(ctx.x[sample]), ctx.y[sample], self._delta_of(sample))
+                correct += self._correct(to_unit_float(ctx.x[sample]), ctx.y[sample], self._noise_of(sample)[0])
         return 1.0 - correct / len(self.index)
 
     def run(self, attack: str = "errmin-pgd") -> Noise:
@@ -248,7 +280,12 @@ class MinMinCrafter:
             "history": history,
             "source": o.source,
         }
-        return Noise(self.delta.detach().clone(), o.form, ctx.eps, meta)
+        if self.placer is None:
+            return Noise(self.delta.detach().clone(), o.form, ctx.eps, meta)
+        # released: each image's patch pasted at one random place (a sample-wise noise)
+        meta.update(patch=o.patch, crafted_form=o.form)
+        full = paste_everywhere(self.delta.detach(), ctx.y, o.form, *ctx.x.shape[2:], ctx.generator)
+        return Noise(full, "sample", ctx.eps, meta)
 
 
 @hookimpl

@@ -105,6 +105,44 @@ class _Found:
     index: torch.Tensor | None = None  # dataset indices the file itself states (a folder's names)
 
 
+# The seed paper's ImageNet → CIFAR-10 transfer (PAPER.md): CIFAR-10 class (in its label order)
+# ← ImageNet-1k class index: airplane ← airliner, automobile ← beach wagon, bird ← hummingbird,
+# cat ← Siamese cat, deer ← ox, dog ← golden retriever, frog ← tailed frog, horse ← zebra,
+# ship ← container ship, truck ← trailer truck.
+CLASS_MAPS = {"imagenet-cifar10": {0: 404, 1: 436, 2: 94, 3: 284, 4: 345, 5: 207, 6: 32, 7: 340, 8: 510, 9: 867}}
+
+
+def parse_class_map(text: str) -> dict[int, int]:
+    """``"0=404,1=436"`` or a preset name → {target class: source row}; a clear error otherwise."""
+    text = text.strip()
+    if text in CLASS_MAPS:
+        return dict(CLASS_MAPS[text])
+    pairs = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        target, sep, source = item.partition("=")
+        if not sep or not target.strip().isdigit() or not source.strip().isdigit():
+            raise ValueError(f"class_map item {item!r} is not TARGET=SOURCE (two class indices); presets: {', '.join(CLASS_MAPS)}")
+        if int(target) in pairs:
+            raise ValueError(f"class_map maps target class {int(target)} twice")
+        pairs[int(target)] = int(source)
+    if not pairs:
+        raise ValueError(f"class_map {text!r} maps nothing; write 0=404,1=436,... or a preset: {', '.join(CLASS_MAPS)}")
+    return pairs
+
+
+def map_classes(pairs: dict[int, int], num_classes: int, rows: int, where: str) -> torch.Tensor:
+    """The file row for each of the ``num_classes`` target classes; every class must be mapped."""
+    missing = [k for k in range(num_classes) if k not in pairs]
+    extra = sorted(k for k in pairs if not 0 <= k < num_classes)
+    if missing or extra:
+        raise OptionError(f"{where}: class_map must map each target class 0..{num_classes - 1} once"
+                          + (f"; unmapped: {missing}" if missing else "") + (f"; not a class here: {extra}" if extra else ""))
+    beyond = sorted({s for s in pairs.values() if s >= rows})
+    if beyond:
+        raise OptionError(f"{where}: class_map names source rows {beyond}, but the file has {rows} rows")
+    return torch.tensor([pairs[k] for k in range(num_classes)])
+
+
 def _describe(t) -> str:
     return f"shape {tuple(t.shape)}, dtype {str(t.dtype).replace('torch.', '')}"
 
@@ -146,6 +184,8 @@ class FromFile(Attack):
         indices: str = option("", help="training-set indices of the file's rows: '' = 0,1,2,... (a folder: its file numbers), "
                                        "a:b, or a .npy of ints; needs the runner to pass ctx.train_index")
         allow_prefix: bool = option(False, help="without ctx.train_index: use the first N rows of a file with more rows than the subset")
+        class_map: str = option("", help="transfer class-wise noise crafted on another dataset: 'T=S,...' gives target class T the file's "
+                                         "row S (indices), or a preset: " + ", ".join(CLASS_MAPS))
 
         def validate(self):
             if not self.path.strip():
@@ -153,6 +193,8 @@ class FromFile(Attack):
             path = Path(self.path).expanduser()
             if not path.exists():
                 raise ValueError(f"path {self.path!r}: no such file or folder")
+            if self.class_map.strip():
+                parse_class_map(self.class_map)
             parsed = parse_indices(self.indices)
             if isinstance(parsed, Path) and not parsed.is_file():
                 raise ValueError(f"indices {self.indices!r}: no such file")
@@ -172,10 +214,18 @@ class FromFile(Attack):
         is_images = data.dtype == torch.uint8
         if not is_images and data.dtype not in FLOAT_DTYPES:
             raise OptionError(f"{where}: {_describe(data)}; expected float (δ on the [0, 1] pixel scale) or uint8 (poisoned images)")
-        form = self._form(len(data), ctx, is_images, where)
+        mapped = None
+        if o.class_map.strip():  # transfer: each target class takes the source class's row
+            if is_images:
+                raise OptionError(f"{where}: class_map maps class-wise δ rows; this file holds poisoned images")
+            mapped = map_classes(parse_class_map(o.class_map), ctx.num_classes, len(data), where)
+            data = data[mapped]
+        form = "class" if mapped is not None else self._form(len(data), ctx, is_images, where)
         meta = {"attack": self.name, "path": str(path.resolve()), "format": found.fmt, "key": found.key,
                 "content": "images" if is_images else "delta", "layout": layout, "file_rows": len(data),
                 "file_dtype": str(data.dtype).replace("torch.", "")}
+        if mapped is not None:
+            meta["class_map"] = mapped.tolist()
         if form == "class":
             if o.indices.strip():
                 raise OptionError(f"{where}: indices={o.indices!r} applies to sample-wise noise; this file is class-wise ({len(data)} rows)")
