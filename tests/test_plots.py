@@ -73,11 +73,12 @@ def test_build_writes_both_plots_with_the_markdown_labels(root):
     assert "chance (10%)" in bars and "clean (68.0%)" in bars
 
     lines = _texts(curves)
-    assert "none · none (seed 0)" in lines
-    assert "errmin-pgd form=class [model_steps=4] · none (seed 0)" in lines
-    assert "errmin-pgd form=sample · cutmix (seed 0)" in lines
-    # rows without a curve file get no line
-    assert "none · none (seed 1)" not in lines
+    title = "cifar10 · victim resnet18 · poison rate 1 · attack "
+    # a panel per attack that has curves (the markdown's labels), a legend entry per defense
+    assert [t[len(title):] for t in lines if t.startswith(title)] == [
+        "none", "errmin-pgd form=class [model_steps=4]", "errmin-pgd form=sample"]
+    assert lines.count("none (n=1)") == 2 and "cutmix (n=1)" in lines
+    # rows without a curve file get no line and are not counted: none/none has one curve of two rows
     assert not [t for t in lines if "model_steps=10" in t]
 
 
@@ -123,23 +124,35 @@ def test_importing_uebench_does_not_import_matplotlib():
     assert out.stdout.strip() == "False"
 
 
-def _line_styles(svg) -> list[tuple[str, str]]:
-    """(stroke colour, dash pattern or "solid") of each data line, in drawing order: the lines
-    clipped to the axes are the plotted ones (ticks and frames are not clipped)."""
-    styles = []
-    for path in ET.parse(svg).iter(f"{SVG}path"):
-        if path.get("clip-path"):
-            style = dict(part.strip().split(": ") for part in path.get("style").split(";") if part.strip())
-            styles.append((style["stroke"], style.get("stroke-dasharray", "solid")))
-    return styles
+def _data_paths(svg) -> list[dict]:
+    """The style of each plotted line and band, in drawing order: lines are paths clipped to the
+    axes themselves (ticks and frames are not clipped), bands ``<use>`` of a path inside a
+    clipped group."""
+    out = []
+
+    def walk(element, clipped):
+        for child in element:
+            inside = clipped or bool(child.get("clip-path"))
+            if child.tag in (f"{SVG}path", f"{SVG}use") and inside and child.get("style"):
+                out.append(dict(part.strip().split(": ") for part in child.get("style").split(";") if part.strip()))
+            walk(child, inside)
+
+    walk(ET.parse(svg).getroot(), False)
+    return out
 
 
-def test_seeds_of_one_cell_share_a_colour_and_differ_in_line_style(tmp_path):
+def test_a_cell_is_its_mean_curve_and_a_band_over_its_seeds(tmp_path):
     cells = [("none", {}, "none", 0, 0.66, True), ("none", {}, "none", 1, 0.70, True),
-             ("errmin-pgd", {"form": "class"}, "none", 0, 0.30, True)]
+             ("none", {}, "cutmix", 0, 0.60, True)]
     root = _write(tmp_path, cells=cells)
     build(root)
-    clean_0, clean_1, poisoned, chance = _line_styles(root / "cpu" / "curves.svg")
-    assert clean_0[0] == clean_1[0] != poisoned[0]  # one colour per attack × defense cell
-    assert clean_0[1] != clean_1[1]  # seeds told apart by line style
-    assert chance[1] != "solid"
+    paths = _data_paths(root / "cpu" / "curves.svg")
+    bands = [p for p in paths if "fill-opacity" in p]
+    lines = [p for p in paths if p.get("fill") == "none"]
+    assert len(bands) == 1  # only none/none has two seeds
+    none_line, cutmix_line, chance = lines
+    assert none_line["stroke"] != cutmix_line["stroke"]  # one colour per defense
+    assert bands[0]["fill"] == none_line["stroke"]  # the band is its cell's colour
+    assert chance.get("stroke-dasharray")
+    texts = _texts(root / "cpu" / "curves.svg")
+    assert "none (n=2)" in texts and "cutmix (n=1)" in texts

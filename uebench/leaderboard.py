@@ -39,18 +39,31 @@ def attack_label(row: pd.Series) -> str:
     return f"{row['attack']} form={form}" if form else row["attack"]
 
 
-def distinguish_variants(frame: pd.DataFrame) -> pd.Series:
-    """Rows of one attack label with different options must not be averaged together: append
-    the options that differ between the variants (``errmin-pgd form=class [model_steps=10]``)."""
-    labels = frame["attack_label"].copy()
-    for label, rows in frame.groupby("attack_label"):
-        variants = {o: json.loads(o) if isinstance(o, str) and o else {} for o in rows["attack_options"].unique()}
+def parse_options(text) -> dict:
+    """A row's options JSON as a flat dict without ``None`` values (an option that is None does
+    not apply, so ``{"patch": null}`` and ``{}`` are the same run).  Defense options are nested by
+    defense name; one defense's are flattened to its keys, a composition's to ``name.key``."""
+    parsed = json.loads(text) if isinstance(text, str) and text else {}
+    if parsed and all(isinstance(v, dict) for v in parsed.values()):  # {defense: {option: value}}
+        single = len(parsed) == 1
+        parsed = {(k if single else f"{name}.{k}"): v for name, opts in parsed.items() for k, v in opts.items()}
+    return {k: v for k, v in parsed.items() if v is not None}
+
+
+def distinguish_variants(frame: pd.DataFrame, label: str = "attack_label", options: str = "attack_options") -> pd.Series:
+    """Rows of one label with different options must not be averaged together: append the
+    options that differ between the variants (``errmin-pgd form=class [model_steps=10]``,
+    ``early-stop [clean_val=True]``)."""
+    labels = frame[label].copy()
+    for name, rows in frame.groupby(label):
+        parsed = {o: parse_options(o) for o in rows[options].unique()}
+        variants = {json.dumps(p, sort_keys=True) for p in parsed.values()}
         if len(variants) < 2:
             continue
-        keys = sorted({k for v in variants.values() for k in v if len({json.dumps(w.get(k)) for w in variants.values()}) > 1})
-        for options, parsed in variants.items():
-            suffix = ", ".join(f"{k}={parsed.get(k)}" for k in keys)
-            labels[rows.index[rows["attack_options"] == options]] = f"{label} [{suffix}]"
+        keys = sorted({k for v in parsed.values() for k in v if len({json.dumps(w.get(k)) for w in parsed.values()}) > 1})
+        for text, values in parsed.items():
+            suffix = ", ".join(f"{k}={values.get(k)}" for k in keys)
+            labels[rows.index[rows[options] == text]] = f"{name} [{suffix}]"
     return labels
 
 
@@ -80,8 +93,12 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.assign(attack_label=frame.apply(attack_label, axis=1) if len(frame) else "")
     for column, default in SCOPE_DEFAULTS.items():
         values = frame[column] if column in frame else pd.Series(default, index=frame.index, dtype=object)
-        frame = frame.assign(**{column: values.fillna(default).astype(type(default))})
-    return frame.assign(attack_label=distinguish_variants(frame))
+        values = values.astype(object).where(values.notna(), default)  # a column of old rows only is all NaN (float)
+        frame = frame.assign(**{column: values.astype(type(default))})
+    frame = frame.assign(attack_label=distinguish_variants(frame))
+    if "defense_options" in frame:  # defenses of one name with other options are other columns
+        frame = frame.assign(defense=distinguish_variants(frame, "defense", "defense_options"))
+    return frame
 
 
 def current_version(frame: pd.DataFrame) -> pd.DataFrame:

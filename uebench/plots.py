@@ -9,9 +9,10 @@ is read at a glance where a table has to be read cell by cell:
   clean test accuracy (%) over seeds with a ±1 sample standard deviation error bar; a dashed
   line at chance and a dotted line at the clean (``none`` attack, ``none`` defense) accuracy
   where the panel has one.
-* ``curves.svg`` — one panel per group that has curves, one line per results row whose
-  ``curves/<run_id>.csv`` exists: clean test accuracy per epoch; the seeds of one attack ×
-  defense cell share a colour and differ in line style.
+* ``curves.svg`` — clean test accuracy per epoch, one panel per group × attack that has curves,
+  one colour per defense: the mean over the cell's runs (those whose ``curves/<run_id>.csv``
+  exists) as a line, their min–max range as a band.  (One line per run was unreadable at 30
+  runs; a panel per attack keeps the defenses of one attack side by side.)
 
 Why a module of its own: matplotlib takes longer to import than the rest of uebench's CLI
 start-up and only this command needs it, so it is imported inside the functions here, never at
@@ -119,46 +120,50 @@ def accuracy_svg(frame: pd.DataFrame) -> bytes:
         return _svg(fig)
 
 
-LINE_STYLES = ("-", "--", ":", "-.")
+def defense_colour(index: int):
+    """Colour ``index`` of a panel's defenses: matplotlib's 20-colour qualitative palette (a
+    panel holds every defense, more than the 10 default colours)."""
+    from matplotlib import colormaps
+
+    return colormaps["tab20"](index % 20)
 
 
 def curves_svg(frame: pd.DataFrame, curves: Path) -> bytes:
-    """Clean test accuracy (%) per epoch, one line per row of ``frame`` (labelled as in
-    ``accuracy_svg``) whose ``curves/<run_id>.csv`` exists; rows without one are left out."""
+    """Clean test accuracy (%) per epoch: one panel per group × attack (the markdown's rows), one
+    colour per defense, the mean over that cell's runs as a line and their range (min–max over
+    seeds) as a band.  Rows whose ``curves/<run_id>.csv`` is missing are left out (and not
+    counted in n)."""
     with _style():
         panels = []
         for key, part in frame.groupby(GROUP, sort=True):
-            part = part.assign(_attack=part["attack_label"].map(none_first), _defense=part["defense"].map(none_first))
-            part = part.sort_values(["_attack", "_defense", "seed", "run_id"])
             part = part.assign(_curve=[Path(curves) / f"{run_id}.csv" for run_id in part["run_id"]])
             part = part[[path.is_file() for path in part["_curve"]]]
-            by_cell = part.groupby(["attack_label", "defense"], sort=False)
-            # cell: the attack × defense cell's number in drawing order; run: the row's number within it
-            lines = [
-                (f"{row['attack_label']} · {row['defense']} (seed {row['seed']})", pd.read_csv(row["_curve"]), cell, run)
-                for (_, row), cell, run in zip(part.iterrows(), by_cell.ngroup(), by_cell.cumcount(), strict=True)
-            ]
-            if lines:
-                panels.append((key, lines))
+            for attack in sorted(part["attack_label"].unique(), key=none_first):
+                rows = part[part["attack_label"] == attack]
+                cells = []
+                for defense in sorted(rows["defense"].unique(), key=none_first):
+                    runs = rows[rows["defense"] == defense].sort_values(["seed", "run_id"])
+                    # epochs as rows, runs as columns (an early-stopped run simply ends sooner)
+                    table = pd.concat([pd.read_csv(c).set_index("epoch")["test_acc"] for c in runs["_curve"]], axis=1) * 100
+                    cells.append((defense, table))
+                panels.append((key, attack, cells))
         if not panels:
             return _message(f"no per-epoch curves in {Path(curves).name}/")
-        heights = [max(2.6, 0.8 + 0.18 * len(lines)) for _, lines in panels]
+        heights = [max(2.6, 0.8 + 0.2 * len(cells)) for _, _, cells in panels]
         fig = _figure(9, sum(heights) + 0.2)
         axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, (key, lines) in zip(axes, panels, strict=True):
-            dataset = key[0]
-            for label, curve, cell, run in lines:
-                # one colour per attack × defense cell, one line style per seed within it, so the
-                # seeds of a cell read as one bundle (past ten cells the colours repeat, shifted style)
-                style = LINE_STYLES[(run + cell // 10) % len(LINE_STYLES)]
-                ax.plot(curve["epoch"], 100 * curve["test_acc"], color=f"C{cell % 10}",
-                        linestyle=style, linewidth=1.2, label=label)
-            chance = CHANCE.get(dataset)
+        for ax, (key, attack, cells) in zip(axes, panels, strict=True):
+            for i, (defense, table) in enumerate(cells):
+                colour, n = defense_colour(i), table.shape[1]
+                ax.plot(table.index, table.mean(axis=1), color=colour, linewidth=1.4, label=f"{defense} (n={n})")
+                if n > 1:
+                    ax.fill_between(table.index, table.min(axis=1), table.max(axis=1), color=colour, alpha=0.18, linewidth=0)
+            chance = CHANCE.get(key[0])
             if chance is not None:
                 ax.axhline(chance, linestyle="--", color="0.45", linewidth=1, label=f"chance ({chance:g}%)")
             ax.set_ylim(0, 100)
             ax.set_xlabel("epoch")
             ax.set_ylabel("clean test accuracy (%)")
-            ax.set_title(group_title(key, quote=""))
+            ax.set_title(f"{group_title(key, quote='')} · attack {attack}")
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
         return _svg(fig)
