@@ -30,7 +30,7 @@ def _row(i, *, attack="none", form=None, defense="none", victim="resnet18", rate
     """A full results row (every schema column, in order) for one cell."""
     options = {"form": form, "steps": 10} if form else {}
     values = {
-        "run_id": f"run-{i}", "timestamp": "2026-01-01T00:00:00+00:00", "uebench_version": "0.1.0",
+        "run_id": f"run-{i}", "cell_key": f"{i:020x}", "timestamp": "2026-01-01T00:00:00+00:00", "uebench_version": "0.1.0",
         "git_sha": "0123456789ab", "protocol": protocol, "protocol_version": version, "dataset": dataset,
         "attack": attack, "attack_options": json.dumps(options, sort_keys=True, separators=(",", ":")),
         "eps": 8 / 255, "norm": "linf", "poison_rate": rate, "poison_classes": "", "drop_poisoned": False, "quantized": True, "defense": defense, "defense_options": "{}", "victim": victim,

@@ -21,6 +21,7 @@ import torch
 from uebench import __version__
 from uebench.attacks.base import CraftContext
 from uebench.cache import NoiseCache, noise_key
+from uebench.cellkey import cell_key
 from uebench.compute import device_label, pick_device, prepare_model, resolve_precision
 from uebench.defenses.compose import check_composition, composed_name
 from uebench.options import OptionError, applied_options, build_options, option_fields, options_dict, options_json
@@ -28,7 +29,7 @@ from uebench.plugins import get_host
 from uebench.poison import poison_mask, release, resolve_classes
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.protocols import Protocol, default_protocol_name, get_protocol, stratified_subset
-from uebench.results import append_row, git_sha, write_curve
+from uebench.results import COLUMNS, append_row, git_sha, write_curve
 from uebench.seeds import seed_streams
 from uebench.train import TrainData, Trainer
 
@@ -173,17 +174,20 @@ def _build_model_factory(host, num_classes, image_shape, device, channels_last=T
     return build
 
 
+def noise_key_of(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int) -> str:
+    """The noise-cache key: everything that determines the noise."""
+    return noise_key({
+        "attack": attack.name, "attack_revision": attack.revision,
+        "options": applied_options(resolved), "dataset": dataset,
+        "protocol": protocol.name, "protocol_version": protocol.version, "seed": seed, "eps": round(eps, 10),
+        "uebench": __version__, "train_size": train_size,
+    })
+
+
 def craft_noise(attack, resolved, ctx: CraftContext, dataset: str, cache_dir: Path | None, reporter: Reporter = NULL_REPORTER):
     """``attack``'s noise for ``ctx`` (its seed, ε, protocol), from the cache when a valid entry
     exists: (noise, key, cached, seconds)."""
-    protocol = ctx.protocol
-    key_fields = {
-        "attack": attack.name, "attack_revision": attack.revision,
-        "options": applied_options(resolved), "dataset": dataset,
-        "protocol": protocol.name, "protocol_version": protocol.version, "seed": ctx.seed, "eps": round(ctx.eps, 10),
-        "uebench": __version__, "train_size": len(ctx.y),
-    }
-    key = noise_key(key_fields)
+    key = noise_key_of(attack, resolved, dataset, ctx.protocol, ctx.seed, ctx.eps, len(ctx.y))
     if not attack.cacheable:
         start = time.perf_counter()
         noise = attack.craft(ctx)
@@ -268,28 +272,16 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
     meta = noise.meta if noise is not None else {}
     l0 = noise is not None and noise.norm == "l0"
     oracle = result.oracle_best
+    planned = planned_row(cell)
     row = {
         "run_id": dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
+        "cell_key": cell_key(planned),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "uebench_version": __version__,
         "git_sha": git_sha(),
-        "protocol": protocol.name,
-        "protocol_version": protocol.version,
-        "dataset": cell.dataset.name,
-        "attack": cell.attack.name,
-        "attack_options": json.dumps(applied_options(cell.attack_resolved), sort_keys=True, separators=(",", ":")),
-        "eps": noise.eps if l0 else spec.eps,  # an L0 attack ignores --eps: its largest |δ|
+        **planned,
+        "eps": noise.eps if l0 else spec.eps,  # an L0 attack ignores --eps: its largest |δ| (the key keeps --eps)
         "norm": f"l0:{noise.pixels}" if l0 else "linf",
-        "poison_rate": spec.poison_rate,
-        "poison_classes": ",".join(cell.dataset.classes[k] for k in cell.poison_classes),
-        "drop_poisoned": spec.drop_poisoned,
-        "quantized": spec.quantize,
-        "defense": cell.defense_name,
-        "defense_options": defense_options_json(cell.defenses),
-        "victim": cell.victim_name,
-        "victim_options": options_json(cell.victim.options),
         "epochs": settings.epochs,
-        "seed": spec.seed,
         "final_test_acc": result.final_test_acc,
         "selected_epoch": result.selected_epoch,
         "oracle_best_test_acc": oracle["test_acc"],
@@ -307,7 +299,31 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
         "craft_iterations": meta.get("iterations", ""),
         "craft_final_error": meta.get("final_error", ""),
     }
-    return row, result.history
+    return {column: row[column] for column in COLUMNS}, result.history
+
+
+def planned_row(cell: Cell) -> dict:
+    """The row fields that define ``cell``, known before any work: what the sweep compares with
+    the rows already written (``uebench.cellkey``), and the start of the row ``run_cell`` returns."""
+    spec, protocol = cell.spec, cell.protocol
+    return {
+        "uebench_version": __version__,
+        "protocol": protocol.name,
+        "protocol_version": protocol.version,
+        "dataset": cell.dataset.name,
+        "attack": cell.attack.name,
+        "attack_options": json.dumps(applied_options(cell.attack_resolved), sort_keys=True, separators=(",", ":")),
+        "eps": spec.eps,
+        "poison_rate": spec.poison_rate,
+        "poison_classes": ",".join(cell.dataset.classes[k] for k in cell.poison_classes),
+        "drop_poisoned": spec.drop_poisoned,
+        "quantized": spec.quantize,
+        "defense": cell.defense_name,
+        "defense_options": defense_options_json(cell.defenses),
+        "victim": cell.victim_name,
+        "victim_options": options_json(cell.victim.options),
+        "seed": spec.seed,
+    }
 
 
 def defense_options_json(defenses) -> str:

@@ -21,9 +21,10 @@ def cli(ctx: click.Context, plugins_dirs: tuple[str, ...]):
 
 
 def _register_subcommands() -> None:
-    from uebench.cli import listing, run
+    from uebench.cli import listing, run, sweep
 
     cli.add_command(run.run)
+    cli.add_command(sweep.sweep)
     for group in listing.GROUPS:
         cli.add_command(group)
     cli.add_command(listing.plugins)

@@ -1,0 +1,152 @@
+"""Sweeps: matrix files, the cell key, dry runs, resuming after a real kill, worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, assert_clean_error, json_out, require_data
+from uebench.cellkey import cell_key, identity
+from uebench.sweep.matrix import MatrixError, read_matrix
+
+MATRIX = """\
+protocol = "smoke"
+seeds = [0, 1]
+defenses = ["none", ["jpeg", "cutmix"]]
+
+[[attacks]]
+name = "none"
+
+[[attacks]]
+name = "random"
+options = {form = "class"}
+
+[[cells]]
+attack = "random"
+defenses = [{use = ["early-stop"], options = {early-stop = {clean_val = true}}}]
+seeds = [0]
+"""
+
+
+def _write(tmp_path, text=MATRIX):
+    path = tmp_path / "matrix.toml"
+    path.write_text(text)
+    return path
+
+
+# --- matrix files ----------------------------------------------------------------------------
+
+
+def test_matrix_crosses_lists_and_adds_extra_cells(tmp_path):
+    protocol, cells = read_matrix(_write(tmp_path))
+    assert protocol == "smoke" and len(cells) == 2 * 2 * 2 + 1
+    assert {c.defenses for c in cells} == {("none",), ("jpeg", "cutmix"), ("early-stop",)}
+    extra = cells[-1]
+    assert extra.attack == "random" and extra.seed == 0 and extra.defense_options == {"early-stop": {"clean_val": True}}
+    assert {c.attack_options.get("form") for c in cells if c.attack == "random"} == {"class", None}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (MATRIX.replace("seeds = [0, 1]", "seed = [0, 1]"), r"matrix.toml:2: unknown key 'seed' in the matrix"),
+    (MATRIX.replace('name = "none"', 'nam = "none"'), r"matrix.toml:6: unknown key 'nam' in an \[\[attacks\]\] table"),
+    ("", "the matrix is empty"),
+    ('protocol = "smoke"\n', "names no cells"),
+    ("protocol = [", "not valid TOML"),
+    (MATRIX.replace("seeds = [0, 1]", "seeds = [-1]"), "seeds are integers >= 0"),
+])
+def test_bad_matrix_files_say_what_and_where(tmp_path, text, message):
+    with pytest.raises(MatrixError, match=message):
+        read_matrix(_write(tmp_path, text))
+
+
+def test_bad_matrix_on_the_command_line_exits_2_before_any_work(invoke, tmp_path):
+    path = _write(tmp_path, MATRIX.replace('name = "random"', 'name = "randon"'))
+    out = assert_clean_error(invoke("sweep", path, "--out", tmp_path / "out"), 2)
+    assert "unknown attack 'randon'" in out and "Did you mean 'random'" in out and "cell 5" in out
+    assert not (tmp_path / "out").exists()
+
+
+# --- the cell key ------------------------------------------------------------------------------
+
+
+def test_cell_key_canonical_form():
+    row = {"uebench_version": "0.1.0", "protocol": "cpu", "protocol_version": 3, "dataset": "cifar10", "attack": "errmin-pgd",
+           "attack_options": '{"form":"class","patch":null}', "eps": 8 / 255, "defense": "none", "defense_options": '{"none":{}}',
+           "victim": "cnn-small", "victim_options": "{}", "seed": 0}
+    # a row from before the scope columns, as pandas reads it back (strings, NaN)
+    as_read = {**{k: str(v) for k, v in row.items()}, "poison_classes": float("nan"), "quantized": "True"}
+    assert cell_key(row) == cell_key(as_read)
+    assert identity(row)["attack_options"] == {"form": "class"}  # None: does not apply
+    assert cell_key(row) != cell_key({**row, "seed": 1}) != cell_key({**row, "defense": "cutmix"})
+    assert cell_key(row) != cell_key({**row, "quantized": False})
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_dry_run_then_run_then_nothing_left(invoke, tmp_path):
+    require_data()
+    path, out = _write(tmp_path), tmp_path / "out"
+    plan = json_out(invoke("sweep", path, "--out", out, "--dry-run", "--json"))
+    assert len(plan) == 9 and not any(c["done"] for c in plan)
+    rows = [json.loads(line) for line in invoke("sweep", path, "--out", out, "--json").stdout.splitlines()]
+    assert sorted(r["cell_key"] for r in rows) == sorted(c["cell_key"] for c in plan)
+    again = json_out(invoke("sweep", path, "--out", out, "--dry-run", "--json"))
+    assert all(c["done"] for c in again)
+    assert invoke("sweep", path, "--out", out, "--json").stdout == ""  # nothing left to do
+    assert len(pd.read_csv(out / "results.csv")) == 9
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+    """SIGKILL a real sweep process once its first row is written; the CSV stays whole, the
+    rerun does exactly the missing cells, and the results equal an uninterrupted run's."""
+    require_data()
+    text = MATRIX.replace('defenses = ["none", ["jpeg", "cutmix"]]', 'defenses = ["none"]')
+    path = _write(tmp_path, text)
+    env = {**os.environ, "UEBENCH_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "uebench.cli", "sweep", str(path), "--json"]
+
+    def sweep(out, kill_after_rows=None):
+        proc = subprocess.Popen([*command, "--out", str(out)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kill_after_rows is None:
+            assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+            return
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            results = out / "results.csv"
+            if results.is_file() and len(pd.read_csv(results)) >= kill_after_rows:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    sweep(killed, kill_after_rows=1)
+    partial = pd.read_csv(killed / "results.csv")  # parses: no half row
+    assert 1 <= len(partial) < 5 and partial["cell_key"].is_unique
+    assert not list(killed.glob(".*.tmp")) and not list((tmp_path / "cache").glob(".*.tmp*"))
+    sweep(killed)
+    sweep(whole)
+    done, reference = (pd.read_csv(d / "results.csv").set_index("cell_key").sort_index() for d in (killed, whole))
+    assert len(done) == 5 and done.index.is_unique and list(done.index) == list(reference.index)
+    assert done["final_test_acc"].tolist() == reference["final_test_acc"].tolist()  # same cells, same accuracies (CPU)
+
+
+@pytest.mark.slow
+def test_jobs_run_cells_in_worker_processes(invoke, tmp_path):
+    require_data()
+    text = 'protocol = "smoke"\nseeds = [0, 1]\n[[attacks]]\nname = "none"\n'
+    out = tmp_path / "out"
+    rows = [json.loads(line) for line in invoke("sweep", _write(tmp_path, text), "--out", out, "--jobs", "2", "--json").stdout.splitlines()]
+    assert sorted(r["seed"] for r in rows) == [0, 1]
+    assert len(pd.read_csv(out / "results.csv")) == 2 and len(list((out / "curves").glob("*.csv"))) == 2

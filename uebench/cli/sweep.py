@@ -1,0 +1,87 @@
+"""``uebench sweep MATRIX.toml``: every cell of a benchmark matrix, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from uebench.compute import PRECISIONS
+
+
+@click.command()
+@click.argument("matrix", type=click.Path(dir_okay=False))
+@click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False), help="Folder for results.csv and curves/.")
+@click.option("--dry-run", is_flag=True, help="List the cells (done or to do) and the noises still to craft; run nothing.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64), help="Cells at a time (worker processes; threads are split between them).")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Dataset root (else $UEBENCH_DATA, else ~/.cache/uebench).")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS))
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON; else the new rows as JSON lines, no bars.")
+@click.pass_context
+def sweep(ctx, matrix, out, dry_run, jobs, data_dir, cache_dir, device, precision, as_json):
+    """Run every cell of MATRIX (a TOML file; see uebench/sweep/matrix.py for the format) that
+    OUT/results.csv does not hold yet.  A killed sweep loses at most the cells in flight:
+    rerun the same command and it does the rest.
+
+    Example: uebench sweep leaderboards/cpu/matrix.toml --out leaderboards/cpu --dry-run
+    """
+    from uebench.progress import Reporter
+    from uebench.sweep.local import run_local
+    from uebench.sweep.plan import plan_sweep
+
+    settings = {"data_dir": data_dir, "cache_dir": Path(cache_dir) if cache_dir else None, "device": device,
+                "precision": precision, "plugins_dirs": ctx.obj["plugins_dirs"]}
+    plan = plan_sweep(Path(matrix), Path(out), **settings)
+    if dry_run:
+        cells = [_describe(key, cell, key in plan.done, settings) for key, cell in plan.cells]
+        if as_json:
+            click.echo(json.dumps(cells, indent=2))
+        else:
+            Console().print(_table(cells, plan.protocol))
+            crafts = sorted({c["noise"] for c in cells if not c["done"] and c["noise"] and not c["noise_cached"]})
+            click.echo(f"{len(plan.todo)} of {len(plan.cells)} cells to run; {len(crafts)} noise(s) to craft"
+                       + (": " + ", ".join(crafts) if crafts else ""))
+        return
+    with Reporter(quiet=as_json) as reporter:
+        rows = run_local(plan, reporter, jobs)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+    else:
+        click.echo(f"{len(rows)} cell(s) run, {len(plan.done)} already done; rows in {Path(out) / 'results.csv'}")
+
+
+def _describe(key, cell, done: bool, settings: dict) -> dict:
+    """One cell of the plan: what it is, whether it is done, which noise it needs."""
+    from uebench.cache import NoiseCache
+    from uebench.protocols import stratified_subset
+    from uebench.runner import noise_key_of
+
+    noise, cached = "", False
+    if not done and cell.attack.cacheable and cell.attack.name != "none" and not cell.spec.drop_poisoned:
+        data = cell.dataset.load(settings["data_dir"])
+        size = len(stratified_subset(data.y_train, cell.protocol.train_per_class, cell.protocol.subset_seed))
+        noise = noise_key_of(cell.attack, cell.attack_resolved, cell.dataset.name, cell.protocol, cell.spec.seed, cell.spec.eps, size)
+        cached = NoiseCache(settings["cache_dir"]).path(noise).exists()
+    from uebench.options import applied_options
+
+    return {"cell_key": key, "done": done, "attack": cell.attack.name, "attack_options": applied_options(cell.attack_resolved),
+            "defense": cell.defense_name, "victim": cell.victim_name, "dataset": cell.dataset.name, "seed": cell.spec.seed,
+            "noise": noise, "noise_cached": cached}
+
+
+def _table(cells: list[dict], protocol: str) -> Table:
+    table = Table(title=f"sweep plan — protocol {protocol}")
+    for column in ("#", "attack", "defense", "victim", "seed", "status", "noise"):
+        table.add_column(column)
+    for i, c in enumerate(cells, 1):
+        options = " ".join(f"{k}={v}" for k, v in c["attack_options"].items() if k in ("form", "patch"))
+        status = "[green]done[/]" if c["done"] else "to do"
+        noise = "" if not c["noise"] else (f"{c['noise']} (cached)" if c["noise_cached"] else f"{c['noise']} (to craft)")
+        table.add_row(str(i), f"{c['attack']} {options}".strip(), c["defense"], c["victim"], str(c["seed"]), status, noise)
+    return table

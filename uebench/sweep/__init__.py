@@ -1,0 +1,1 @@
+"""Sweeps: a matrix file → cells (``matrix``) → done or to do (``plan``) → run (``local``)."""

@@ -1,0 +1,72 @@
+"""Plan a sweep: prepare every cell of a matrix (every error before any work), key it, and
+find which keys the results already hold — a rerun does only what is missing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from uebench.cellkey import cell_key
+from uebench.options import OptionError
+from uebench.registry import UnknownNameError
+from uebench.runner import Cell, CellSpec, planned_row, prepare
+from uebench.sweep.matrix import MatrixError, PlannedCell, read_matrix
+
+
+@dataclass
+class SweepPlan:
+    protocol: str
+    out: Path
+    cells: list[tuple[str, Cell]] = field(default_factory=list)  # (cell key, cell), matrix order, unique
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def todo(self) -> list[tuple[str, Cell]]:
+        return [(key, cell) for key, cell in self.cells if key not in self.done]
+
+
+def done_keys(results: Path) -> set[str]:
+    """Cell keys of the rows in ``results`` (rows written before the key existed are keyed now)."""
+    if not Path(results).is_file():
+        return set()
+    frame = pd.read_csv(results, dtype=str, keep_default_na=False)
+    keys = set()
+    for row in frame.to_dict("records"):
+        keys.add(row.get("cell_key") or cell_key(row))
+    return keys
+
+
+def spec_of(planned: PlannedCell, protocol: str, out: Path, settings: dict) -> CellSpec:
+    return CellSpec(
+        attack=planned.attack, defenses=planned.defenses, victim=planned.victim, dataset=planned.dataset, protocol=protocol,
+        seed=planned.seed, eps=planned.eps, poison_rate=planned.poison_rate, poison_classes=planned.poison_classes,
+        drop_poisoned=planned.drop_poisoned, quantize=planned.quantize, attack_options=dict(planned.attack_options),
+        defense_options={k: dict(v) for k, v in planned.defense_options.items()}, victim_options=dict(planned.victim_options),
+        out=out, **settings,
+    )
+
+
+def plan_sweep(matrix: Path, out: Path, **settings) -> SweepPlan:
+    """``settings``: data_dir, cache_dir, device, precision, plugins_dirs (as for ``uebench run``)."""
+    protocol, planned = read_matrix(matrix)
+    plan = SweepPlan(protocol, Path(out))
+    seen = set()
+    for number, p in enumerate(planned, 1):
+        try:
+            cell = prepare(spec_of(p, protocol, Path(out), settings))
+        except (OptionError, UnknownNameError) as exc:
+            what = f"{p.attack} × {'+'.join(p.defenses)} × seed {p.seed}"
+            raise MatrixError(f"{matrix}: cell {number} ({what}): {exc}") from None
+        key = cell_key(planned_row(cell))
+        if key not in seen:
+            seen.add(key)
+            plan.cells.append((key, cell))
+    plan.done = done_keys(Path(out) / "results.csv") & seen
+    return plan
+
+
+def threads_per_job(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // jobs)
