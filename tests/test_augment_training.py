@@ -248,3 +248,13 @@ def test_evaluate_counts_correct_predictions():
     y = torch.tensor([0, 1, 0, 2, 0, 1, 1])
     acc = evaluate(Fixed(), x, y, TrainSettings(1, 1, 0.1, eval_batch_size=3), torch.device("cpu"))
     assert acc == pytest.approx(3 / 7)
+
+
+def test_no_hflip_keeps_orientation_and_the_same_crops():
+    x = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    flipped = random_crop_flip(x, padding=0, generator=torch.Generator().manual_seed(1))
+    kept = random_crop_flip(x, padding=0, generator=torch.Generator().manual_seed(1), hflip=False)
+    assert torch.equal(kept, x) and not torch.equal(flipped, x)
+    padded = random_crop_flip(x, generator=torch.Generator().manual_seed(2), hflip=False)
+    for i in range(len(x)):  # a crop of the padded image, never a mirrored one
+        assert any(torch.equal(padded[i], c) for c in list(_candidates(x[i], 4))[0::2])

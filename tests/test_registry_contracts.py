@@ -43,7 +43,8 @@ EXPECTED_BUILTINS = {
                "vgg11": "uebench.victims.cifar", "densenet121": "uebench.victims.cifar",
                "cnn-small": "uebench.victims.cifar", "cnn-tiny": "uebench.victims.cifar",
                "timm": "uebench.victims.timm_victims"},
-    "dataset": {"cifar10": "uebench.datasets.cifar10"},
+    "dataset": {"cifar10": "uebench.datasets.cifar10", "cifar100": "uebench.datasets.cifar100",
+                "svhn": "uebench.datasets.svhn", "imagenet-subset": "uebench.datasets.imagenet_subset"},
 }
 
 
@@ -320,8 +321,8 @@ def test_dataset_loads_from_the_cache_layout(name, tmp_path, monkeypatch):
     hwc = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
     write_layout(tmp_path / name, hwc(x), y.numpy(), hwc(xt), yt.numpy(), shard=7)
     assert sorted(p.name for p in (tmp_path / name).glob("train-*.npz")) == [
-        "train-00.npz", "train-01.npz", "train-02.npz", "train-03.npz", "train-04.npz"
-    ][: -(-len(y) // 7)]
+        f"train-{i:02d}.npz" for i in range(-(-len(y) // 7))
+    ]
     monkeypatch.setattr(cls, "download", lambda self, folder: pytest.fail("must not download"))
     data = cls().load(tmp_path)
     assert isinstance(data, ImageData)

@@ -47,6 +47,9 @@ BUILTIN_PLUGINS = (
     "uebench.victims.cifar",
     "uebench.victims.timm_victims",
     "uebench.datasets.cifar10",
+    "uebench.datasets.cifar100",
+    "uebench.datasets.svhn",
+    "uebench.datasets.imagenet_subset",
 )
 KINDS = {  # hook name → (registry kind, base class)
     "register_attacks": ("attack", Attack),

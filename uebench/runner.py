@@ -266,7 +266,8 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
     torch.manual_seed(streams.init)
     model = prepare_model(cell.victim.build(data.num_classes, image_shape), device)
     settings = protocol.train_settings(precision)
-    trainer = Trainer(model, train_data, settings, cell.defenses, streams.generator("order"), streams.generator("augment"), device, reporter)
+    trainer = Trainer(model, train_data, settings, cell.defenses, streams.generator("order"), streams.generator("augment"), device,
+                      reporter, hflip=cell.dataset.hflip)
     result = trainer.fit(x_test, y_test)
 
     meta = noise.meta if noise is not None else {}

@@ -107,6 +107,8 @@ class Dataset:
     name: str = ""
     classes: tuple[str, ...] = ()
     image_shape: tuple[int, int, int] = (3, 32, 32)
+    hflip: bool = True
+    """Whether standard augmentation may flip training images horizontally (False for digits, text)."""
 
     def __init__(self, options=None):
         self.options = options

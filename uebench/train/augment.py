@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The standard CIFAR augmentation on a batch: zero-pad, random crop back, random h-flip.
+def random_crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None, hflip: bool = True) -> torch.Tensor:
+    """The standard CIFAR augmentation on a batch: zero-pad, random crop back, random h-flip
+    (``hflip=False`` for datasets whose images must not be mirrored, e.g. digits; the flips are
+    drawn either way, so the crops of one seed do not depend on it).
 
     Each image gets its own offset and flip; the crop is a gather over a padded batch, so the
     cost is one pad and one indexing op whatever the batch size.
@@ -17,7 +19,7 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generat
     padded = F.pad(x, (padding, padding, padding, padding))
     dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device="cpu").to(dev)
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device="cpu").to(dev)
-    flip = torch.rand(n, generator=generator, device="cpu").to(dev) < 0.5
+    flip = (torch.rand(n, generator=generator, device="cpu").to(dev) < 0.5) & hflip
     rows = (torch.arange(h, device=dev)[None, :] + dy[:, None])  # n × h
     cols = torch.arange(w, device=dev)[None, :].expand(n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]  # n × w

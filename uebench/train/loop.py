@@ -93,10 +93,10 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, data: TrainData, settings: TrainSettings, defenses: Sequence[Defense],
                  order: torch.Generator, augment: torch.Generator, device: torch.device,
-                 reporter: Reporter = NULL_REPORTER, crop_flip: bool = True):
+                 reporter: Reporter = NULL_REPORTER, crop_flip: bool = True, hflip: bool = True):
         self.model, self.settings, self.device, self.reporter = model, settings, device, reporter
         self.defenses = list(defenses) or [Defense()]
-        self.order, self.augment, self.crop_flip = order, augment, crop_flip
+        self.order, self.augment, self.crop_flip, self.hflip = order, augment, crop_flip, hflip
         for d in self.defenses:
             data = d.prepare(data, augment)
         self.data = data
@@ -129,7 +129,7 @@ class Trainer:
                 index = order[first : first + s.batch_size]
                 xb = data.batch(index)
                 if self.crop_flip:
-                    xb = random_crop_flip(xb, generator=self.augment)
+                    xb = random_crop_flip(xb, generator=self.augment, hflip=self.hflip)
                 target = F.one_hot(data.y[index], data.num_classes).float()
                 for d in self.defenses:
                     xb, target = d.augment(xb, target, self.augment)
