@@ -88,7 +88,7 @@ def test_other_listings(invoke):
     cutmix = next(d for d in defenses if d["name"] == "cutmix")
     assert [o["name"] for o in cutmix["options"]] == ["alpha", "prob"]
     datasets = json_out(invoke("datasets", "list", "--json"))
-    assert [d["name"] for d in datasets] == ["cifar10"]
+    assert [d["name"] for d in datasets] == ["cifar10", "cifar100", "imagenet-subset", "svhn"]
     protocols = json_out(invoke("protocols", "list", "--json"))
     smoke = next(p for p in protocols if p["name"] == "smoke")
     assert smoke["victim"] == "cnn-tiny" and smoke["epochs"] >= 1
@@ -252,3 +252,24 @@ def test_missing_data_offline_lists_every_folder(invoke, tmp_path, monkeypatch):
     assert not (tmp_path / "out" / "results.csv").exists()
     for d in (data_dir, env_dir, xdg):
         assert list(d.iterdir()) == []  # nothing written on failure
+
+
+def test_an_empty_listing_says_what_is_registered(invoke):
+    out = assert_clean_error(invoke("victims", "list", "zzz*"), 1)
+    assert "no victim matches 'zzz*'" in out and "resnet18" in out
+    assert json_out(invoke("victims", "list", "zzz*", "--json")) == []  # machine-readable stays a list
+
+
+def test_leaderboard_show_prints_the_committed_tables(invoke):
+    from conftest import REPO
+
+    records = json_out(invoke("leaderboard", "show", "cifar10", "--protocol", "cpu-full", "--root", REPO / "leaderboards", "--json"))
+    cell = next(r for r in records if r["attack"] == "none" and r["defense"] == "none")
+    assert cell["protocol"] == "cpu-full" and cell["n"] >= 1 and 0 < cell["mean"] <= 100
+    human = invoke("leaderboard", "show", "cifar10", "--protocol", "cpu-full", "--root", REPO / "leaderboards")
+    assert human.exit_code == 0 and "errmin-pgd form=class" in human.stdout
+    assert "no rows for dataset 'svhn'" in assert_clean_error(invoke("leaderboard", "show", "svhn", "--root", REPO / "leaderboards"), 1)
+
+
+def test_help_lists_protocols_from_the_registry(invoke):
+    assert "smoke | cpu | paper" not in invoke("run", "--help").stdout

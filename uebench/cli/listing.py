@@ -39,6 +39,9 @@ def _make_group(kind: str) -> click.Group:
         if as_json:
             click.echo(json.dumps(rows, indent=2, default=str))
             return
+        if not rows:  # an empty table says nothing; say what there is instead
+            known = host.registries[kind].names()
+            raise click.ClickException(f"no {kind} matches {pattern!r}; the {len(known)} registered: {', '.join(known)}")
         table = Table(title=f"{kind}s matching {pattern!r}")
         for col in ("name", "summary", "options", "plugin"):
             table.add_column(col)
@@ -56,7 +59,7 @@ GROUPS = [_make_group(kind) for kind in ("attack", "defense", "victim", "dataset
 
 @click.group(name="protocols")
 def protocols_group():
-    """Named experiment scales (smoke, cpu, paper)."""
+    """Named experiment scales (`uebench protocols list`)."""
 
 
 @protocols_group.command(name="list")
@@ -118,6 +121,55 @@ def leaderboard_build(root):
 
     for path in build(Path(root)):
         click.echo(f"wrote {path}")
+
+
+@leaderboard_group.command(name="show")
+@click.argument("dataset")
+@click.option("--protocol", default=None, help="Only this protocol (default: every protocol with rows for DATASET).")
+@click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="One record per table cell: mean, sd and n of final clean test accuracy (%).")
+def leaderboard_show(dataset, protocol, root, as_json):
+    """Print DATASET's leaderboard(s) in the terminal: attacks × defenses, newest protocol version."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from uebench.leaderboard import GROUP, cell_stats, current_version, group_title, labelled, none_first, spread
+
+    csvs = sorted(Path(root).glob(f"{protocol or '*'}/results.csv"))
+    records, tables = [], []
+    for csv in csvs:
+        frame = labelled(current_version(pd.read_csv(csv)))
+        frame = frame[frame["dataset"] == dataset]
+        for key, part in frame.groupby(GROUP, sort=True):
+            stats = cell_stats(part)
+            defenses = sorted(stats.index.get_level_values("defense").unique(), key=none_first)
+            table = Table(title=f"protocol {csv.parent.name} · {group_title(key, quote='')}")
+            table.add_column("attack")
+            for d in defenses:
+                table.add_column(d, justify="right")
+            for label in sorted(stats.index.get_level_values("attack_label").unique(), key=none_first):
+                cells = []
+                for d in defenses:
+                    if (label, d) not in stats.index:
+                        cells.append("—")
+                        continue
+                    cell = stats.loc[(label, d)]
+                    cells.append(f"{cell['mean']:.2f}{spread(cell['sd'])} (n={int(cell['n'])})")
+                    records.append({"protocol": csv.parent.name, **dict(zip(GROUP, key, strict=True)), "attack": label, "defense": d,
+                                    "mean": round(float(cell["mean"]), 4), "sd": None if pd.isna(cell["sd"]) else round(float(cell["sd"]), 4),
+                                    "n": int(cell["n"])})
+                table.add_row(label, *cells)
+            tables.append(table)
+    if not tables:
+        where = f"{root}/{protocol or '*'}/results.csv"
+        raise click.ClickException(f"no rows for dataset {dataset!r} in {where} ({len(csvs)} results file(s) found)")
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    console = Console()
+    for table in tables:
+        console.print(table)
 
 
 GROUPS.append(leaderboard_group)

@@ -31,7 +31,7 @@ class FractionType(click.ParamType):
               help="Defense name (see `uebench defenses list`); repeat to compose, applied in the order given.")
 @click.option("--victim", default=None, help="Victim name, or timm:<model>; default: the protocol's victim.")
 @click.option("--dataset", default="cifar10", show_default=True, help="Dataset name (see `uebench datasets list`).")
-@click.option("--protocol", default=None, help="smoke | cpu | paper; default: paper with CUDA, cpu without.")
+@click.option("--protocol", default=None, help="A protocol of `uebench protocols list`; default: paper with CUDA, cpu without.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--eps", default="8/255", show_default=True, type=FractionType(), help="L∞ budget on the [0,1] pixel scale.")
 @click.option("--poison-rate", default="1", show_default=True, type=FractionType(), help="Fraction of training samples poisoned, in [0, 1].")
