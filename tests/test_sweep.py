@@ -150,3 +150,26 @@ def test_jobs_run_cells_in_worker_processes(invoke, tmp_path):
     rows = [json.loads(line) for line in invoke("sweep", _write(tmp_path, text), "--out", out, "--jobs", "2", "--json").stdout.splitlines()]
     assert sorted(r["seed"] for r in rows) == [0, 1]
     assert len(pd.read_csv(out / "results.csv")) == 2 and len(list((out / "curves").glob("*.csv"))) == 2
+
+
+@pytest.mark.slow
+def test_the_ray_executor_crafts_first_then_trains_and_the_driver_writes(invoke, tmp_path):
+    """Against a real local Ray (ray.init(num_cpus=2)), not a mock."""
+    ray = pytest.importorskip("ray", reason="the ray extra is part of .ci/run's install; a bare `pip install -e .` lacks it")
+    require_data()
+    text = ('protocol = "smoke"\nseeds = [0]\ndefenses = ["none", "cutout"]\n'
+            '[[attacks]]\nname = "errmin-pgd"\noptions = {form = "class", max_iters = 1}\n')
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        result = invoke("sweep", _write(tmp_path, text), "--out", out, "--cache-dir", cache, "--executor", "ray", "--json")
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert sorted(r["defense"] for r in rows) == ["cutout", "none"], result.output
+        # one crafting task made the noise; both training tasks found it cached
+        assert [r["noise_cached"] for r in rows] == [True, True] and len({r["noise_key"] for r in rows}) == 1
+        assert len(list(cache.glob("*.pt"))) == 1
+        assert len(pd.read_csv(out / "results.csv")) == 2
+        again = invoke("sweep", _write(tmp_path, text), "--out", out, "--cache-dir", cache, "--executor", "ray", "--json")
+        assert again.exit_code == 0 and again.stdout == ""  # resumed: nothing left
+    finally:
+        ray.shutdown()

@@ -224,31 +224,59 @@ def other_crafter(host, ctx: CraftContext, dataset: str, cache_dir: Path | None,
     return craft_other
 
 
-def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list[dict]]:
-    """Run a prepared cell end to end; returns its results row and per-epoch curve (unwritten)."""
+@dataclass
+class CellData:
+    """A cell's tensors on its device, and the context its attack crafts in."""
+
+    device: torch.device
+    precision: str
+    streams: object  # uebench.seeds.SeedStreams
+    num_classes: int
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    ctx: CraftContext
+
+
+def load_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> CellData:
+    """Load the protocol's train/test subsets onto the device and build the crafting context."""
     spec, protocol = cell.spec, cell.protocol
     device = pick_device(spec.device)
     precision = resolve_precision(spec.precision, device)
     host = get_host(spec.plugins_dirs)
     streams = seed_streams(spec.seed)
-
     data = cell.dataset.load(spec.data_dir)
     train_idx = stratified_subset(data.y_train, protocol.train_per_class, protocol.subset_seed)
     test_idx = stratified_subset(data.y_test, protocol.test_per_class, protocol.subset_seed)
     x_train, y_train = data.x_train[train_idx].to(device), data.y_train[train_idx].to(device)
     x_test, y_test = data.x_test[test_idx].to(device), data.y_test[test_idx].to(device)
-    image_shape = tuple(x_train.shape[1:])
-    build_model = _build_model_factory(host, data.num_classes, image_shape, device)
-
-    # 1. noise (the craft stream also seeds the source model's initial weights)
+    build_model = _build_model_factory(host, data.num_classes, tuple(x_train.shape[1:]), device)
+    # the craft stream also seeds the source model's initial weights
     torch.manual_seed(streams.craft)
     ctx = CraftContext(x_train, y_train, data.num_classes, spec.eps, spec.seed, device, precision, True, protocol,
                        build_model, streams.generator("craft"), reporter, train_index=train_idx, cache_dir=spec.cache_dir)
-    if spec.drop_poisoned:  # the poisoned samples are left out, so their noise is never needed
-        noise, key, cached, craft_seconds = None, "", False, 0.0
-    else:
-        ctx.craft_other = other_crafter(host, ctx, cell.dataset.name, spec.cache_dir, reporter)
-        noise, key, cached, craft_seconds = craft_noise(cell.attack, cell.attack_resolved, ctx, cell.dataset.name, spec.cache_dir, reporter)
+    ctx.craft_other = other_crafter(host, ctx, cell.dataset.name, spec.cache_dir, reporter)
+    return CellData(device, precision, streams, data.num_classes, x_train, y_train, x_test, y_test, ctx)
+
+
+def cell_noise(cell: Cell, loaded: CellData, reporter: Reporter = NULL_REPORTER):
+    """The cell's noise (cached): (noise, key, cached, seconds); none when poisoned samples are dropped."""
+    if cell.spec.drop_poisoned:  # the poisoned samples are left out, so their noise is never needed
+        return None, "", False, 0.0
+    return craft_noise(cell.attack, cell.attack_resolved, loaded.ctx, cell.dataset.name, cell.spec.cache_dir, reporter)
+
+
+def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list[dict]]:
+    """Run a prepared cell end to end; returns its results row and per-epoch curve (unwritten)."""
+    spec, protocol = cell.spec, cell.protocol
+    loaded = load_cell(cell, reporter)
+    device, precision, streams = loaded.device, loaded.precision, loaded.streams
+    x_train, y_train, x_test, y_test = loaded.x_train, loaded.y_train, loaded.x_test, loaded.y_test
+    image_shape = tuple(x_train.shape[1:])
+
+    # 1. noise
+    noise, key, cached, craft_seconds = cell_noise(cell, loaded, reporter)
 
     # 2. the released training set: the scope's samples poisoned, quantized to uint8
     mask = None
@@ -260,11 +288,11 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
             raise ValueError("--drop-poisoned left no training images")
         x_train, y_train = x_train[keep], y_train[keep]
     released = release(x_train, y_train, noise if spec.poison_rate > 0 else None, mask, spec.quantize)
-    train_data = TrainData(released, y_train, data.num_classes, x_clean=x_train)
+    train_data = TrainData(released, y_train, loaded.num_classes, x_clean=x_train)
 
     # 3. train the victim under the defenses, measure clean test accuracy each epoch
     torch.manual_seed(streams.init)
-    model = prepare_model(cell.victim.build(data.num_classes, image_shape), device)
+    model = prepare_model(cell.victim.build(loaded.num_classes, image_shape), device)
     settings = protocol.train_settings(precision)
     trainer = Trainer(model, train_data, settings, cell.defenses, streams.generator("order"), streams.generator("augment"), device,
                       reporter, hflip=cell.dataset.hflip)

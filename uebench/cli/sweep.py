@@ -16,14 +16,18 @@ from uebench.compute import PRECISIONS
 @click.argument("matrix", type=click.Path(dir_okay=False))
 @click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False), help="Folder for results.csv and curves/.")
 @click.option("--dry-run", is_flag=True, help="List the cells (done or to do) and the noises still to craft; run nothing.")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64), help="Cells at a time (worker processes; threads are split between them).")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64), help="local: cells at a time (worker processes; threads are split between them).")
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]), help="Where cells run.")
+@click.option("--address", default=None, help="ray: the cluster (auto, ray://host:10001, host:6379); default: a local Ray.")
+@click.option("--cpus-per-cell", default=1.0, show_default=True, type=float, help="ray: CPUs a cell's task asks for (and torch threads).")
+@click.option("--gpus-per-cell", default=None, type=float, help="ray: GPUs a cell's task asks for (default: 1 where the cluster has GPUs, else 0; 0.5 puts two cells on a GPU).")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Dataset root (else $UEBENCH_DATA, else ~/.cache/uebench).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS))
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON; else the new rows as JSON lines, no bars.")
 @click.pass_context
-def sweep(ctx, matrix, out, dry_run, jobs, data_dir, cache_dir, device, precision, as_json):
+def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpus_per_cell, data_dir, cache_dir, device, precision, as_json):
     """Run every cell of MATRIX (a TOML file; see uebench/sweep/matrix.py for the format) that
     OUT/results.csv does not hold yet.  A killed sweep loses at most the cells in flight:
     rerun the same command and it does the rest.
@@ -48,7 +52,12 @@ def sweep(ctx, matrix, out, dry_run, jobs, data_dir, cache_dir, device, precisio
                        + (": " + ", ".join(crafts) if crafts else ""))
         return
     with Reporter(quiet=as_json) as reporter:
-        rows = run_local(plan, reporter, jobs)
+        if executor == "ray":
+            from uebench.sweep.ray_executor import run_ray
+
+            rows = run_ray(plan, reporter, address, cpus_per_cell, gpus_per_cell)
+        else:
+            rows = run_local(plan, reporter, jobs)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, default=str))

@@ -1,0 +1,88 @@
+"""The Ray executor: the same sweep on a Ray cluster (or a local Ray), crafting first, then training.
+
+Crafting tasks come first, one per distinct noise the cells still need, so that no two training
+tasks craft the same noise; then one training task per cell.  Each task prepares its cell from
+the ``CellSpec`` (plain data, cheap to ship), runs on a worker with ``num_cpus`` /``num_gpus``,
+and returns (row, curve); the driver alone appends rows as results stream back (``ray.wait``),
+so a killed sweep is resumed by running it again, as with the local executor.  Workers on other
+machines must see the same data root and noise cache (a shared filesystem: ``--data-dir``,
+``--cache-dir``).  Ray is an optional extra: ``pip install -e '.[ray]'``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from uebench.options import OptionError, applied_options
+from uebench.progress import NULL_REPORTER, Reporter
+from uebench.runner import record
+from uebench.sweep.plan import SweepPlan
+
+
+def _craft(spec, threads: int) -> str:
+    """On a worker: craft (or find cached) the noise of ``spec``'s cell; returns its cache key."""
+    import torch
+
+    from uebench.runner import cell_noise, load_cell, prepare
+
+    torch.set_num_threads(threads)
+    cell = prepare(spec)
+    return cell_noise(cell, load_cell(cell))[1]
+
+
+def _train(spec, threads: int):
+    from uebench.sweep.local import _work
+
+    return _work(spec, threads)
+
+
+def noise_identity(cell) -> str | None:
+    """What determines a cell's noise, short of the data size (the same for every cell of one
+    dataset and protocol); None when the cell needs no cached noise."""
+    if not cell.attack.cacheable or cell.spec.drop_poisoned or cell.attack.name == "none":
+        return None
+    return json.dumps([cell.attack.name, applied_options(cell.attack_resolved), cell.dataset.name, cell.protocol.name,
+                       cell.spec.seed, round(cell.spec.eps, 10)], sort_keys=True, default=str)
+
+
+def run_ray(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, address: str | None = None,
+            cpus_per_cell: float = 1, gpus_per_cell: float | None = None) -> list[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise OptionError("the ray executor needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise OptionError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+    if gpus_per_cell is None:  # one GPU a cell where the cluster has GPUs; --gpus-per-cell 0.5 shares one
+        gpus_per_cell = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    threads = max(1, int(cpus_per_cell))
+    options = {"num_cpus": cpus_per_cell, "num_gpus": gpus_per_cell}
+    craft, train = ray.remote(_craft).options(**options), ray.remote(_train).options(**options)
+
+    todo = plan.todo
+    needs = {}
+    for _, cell in todo:
+        identity = noise_identity(cell)
+        if identity is not None and identity not in needs:
+            needs[identity] = cell.spec
+    bar = reporter.task(f"crafting on Ray ({len(needs)} noises)", total=len(needs))
+    pending = [craft.remote(spec, threads) for spec in needs.values()]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        ray.get(done)  # a failed crafting task raises here, before any training starts
+        bar.update(1)
+    bar.close()
+
+    bar = reporter.task(f"sweep on Ray ({len(plan.done)} of {len(plan.cells)} cells done before)", total=len(todo))
+    rows, pending = [], [train.remote(cell.spec, threads) for _, cell in todo]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        row, history = ray.get(done[0])
+        record(plan.out, row, history)  # the driver alone writes the CSV
+        rows.append(row)
+        bar.update(1, last=f"{row['attack']}×{row['defense']} s{row['seed']}: {100 * row['final_test_acc']:.1f}%")
+    bar.close()
+    return rows
