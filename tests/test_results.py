@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,18 @@ def test_atomic_write_gives_files_the_mode_a_plain_open_would(tmp_path):
     atomic = tmp_path / "atomic.txt"
     atomic_write(atomic, lambda tmp: open(tmp, "w").write("x"))
     assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
+
+
+def test_git_sha_only_for_a_checkout_of_uebench(tmp_path):
+    import shutil
+    import subprocess
+
+    from uebench import results
+
+    assert len(results.git_sha()) in (0, 12)  # this tree: a checkout (12 hex) or an sdist ('')
+    # a copy of the package inside some other git repository reports nothing
+    other = tmp_path / "other"
+    shutil.copytree(Path(results.__file__).parent, other / "vendored" / "uebench")
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.email=a@b", "-c", "user.name=n", "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    assert results.git_sha(other / "vendored" / "uebench") == ""

@@ -27,9 +27,13 @@ COLUMNS = (
 
 
 def git_sha(path: Path | None = None) -> str:
-    """The commit of the uebench source tree, or '' when it is not a git checkout."""
+    """The commit of the uebench source tree, or '' when it is not a git checkout of uebench
+    (an installed copy inside some other project's repository must not report that repository)."""
     here = path or Path(__file__).resolve().parent
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, timeout=5)
+        if top.returncode != 0 or not (Path(top.stdout.strip()) / "uebench" / "results.py").resolve() == (here / "results.py").resolve():
+            return ""
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return ""

@@ -84,7 +84,7 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
 def summary_table(row: dict) -> Table:
     table = Table(title=f"uebench cell {row['run_id']}", show_header=True)
     table.add_column("field")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # long option lists wrap instead of being cut
     shown = [
         ("protocol", f"{row['protocol']} v{row['protocol_version']}"),
         ("dataset", row["dataset"]),
