@@ -130,23 +130,32 @@ def none_first(name: str) -> tuple[bool, str]:
     return (name != "none", name)
 
 
+def grid(part: pd.DataFrame, column: str = "final_test_acc") -> tuple[list[str], list[tuple[str, list]]]:
+    """(defenses, [(attack label, [cell stats or None per defense])]) of ``part``: the layout
+    every table of it shares — the markdown's, ``uebench leaderboard show``'s."""
+    stats = cell_stats(part, column)
+    defenses = sorted(stats.index.get_level_values("defense").unique(), key=none_first)
+    rows = [(label, [stats.loc[(label, d)] if (label, d) in stats.index else None for d in defenses])
+            for label in sorted(stats.index.get_level_values("attack_label").unique(), key=none_first)]
+    return defenses, rows
+
+
+def cell_text(cell) -> str:
+    """``mean ± sd (n=…)`` of one cell's stats; an em dash for a cell without runs."""
+    return "—" if cell is None else f"{cell['mean']:.2f}{spread(cell['sd'])} (n={int(cell['n'])})"
+
+
 def table(part: pd.DataFrame, protocol: str, column: str = "final_test_acc") -> list[str]:
     """One markdown table of ``column``: attacks as rows, defenses (``+``-joined when composed) as
     columns, each cell ``mean ± sd (n=…)``; ``paper`` tables add the paper's number."""
-    stats = cell_stats(part, column)
-    defenses = sorted(stats.index.get_level_values("defense").unique(), key=none_first)
+    defenses, rows = grid(part, column)
     lines = ["| attack | " + " | ".join(defenses) + " |", "|---|" + "---|" * len(defenses)]
-    for label in sorted(stats.index.get_level_values("attack_label").unique(), key=none_first):
-        cells = []
-        for d in defenses:
-            if (label, d) not in stats.index:
-                cells.append("—")
-                continue
-            cell = stats.loc[(label, d)]
-            text = f"{cell['mean']:.2f}{spread(cell['sd'])} (n={int(cell['n'])})"
-            paper = PAPER_REPORTED.get((label, d)) if protocol == "paper" and column == "final_test_acc" else None
-            cells.append(text + (f" · paper {paper:.2f}" if paper is not None else ""))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for label, cells in rows:
+        texts = []
+        for d, cell in zip(defenses, cells, strict=True):
+            paper = PAPER_REPORTED.get((label, d)) if protocol == "paper" and column == "final_test_acc" and cell is not None else None
+            texts.append(cell_text(cell) + (f" · paper {paper:.2f}" if paper is not None else ""))
+        lines.append(f"| {label} | " + " | ".join(texts) + " |")
     return [*lines, ""]
 
 

@@ -134,7 +134,7 @@ def leaderboard_show(dataset, protocol, root, as_json):
 
     import pandas as pd
 
-    from uebench.leaderboard import GROUP, cell_stats, current_version, group_title, labelled, none_first, spread
+    from uebench.leaderboard import GROUP, cell_text, current_version, grid, group_title, labelled
 
     csvs = sorted(Path(root).glob(f"{protocol or '*'}/results.csv"))
     records, tables = [], []
@@ -142,24 +142,16 @@ def leaderboard_show(dataset, protocol, root, as_json):
         frame = labelled(current_version(pd.read_csv(csv)))
         frame = frame[frame["dataset"] == dataset]
         for key, part in frame.groupby(GROUP, sort=True):
-            stats = cell_stats(part)
-            defenses = sorted(stats.index.get_level_values("defense").unique(), key=none_first)
+            defenses, rows = grid(part)
             table = Table(title=f"protocol {csv.parent.name} · {group_title(key, quote='')}")
             table.add_column("attack")
             for d in defenses:
                 table.add_column(d, justify="right")
-            for label in sorted(stats.index.get_level_values("attack_label").unique(), key=none_first):
-                cells = []
-                for d in defenses:
-                    if (label, d) not in stats.index:
-                        cells.append("—")
-                        continue
-                    cell = stats.loc[(label, d)]
-                    cells.append(f"{cell['mean']:.2f}{spread(cell['sd'])} (n={int(cell['n'])})")
-                    records.append({"protocol": csv.parent.name, **dict(zip(GROUP, key, strict=True)), "attack": label, "defense": d,
-                                    "mean": round(float(cell["mean"]), 4), "sd": None if pd.isna(cell["sd"]) else round(float(cell["sd"]), 4),
-                                    "n": int(cell["n"])})
-                table.add_row(label, *cells)
+            for label, cells in rows:
+                table.add_row(label, *(cell_text(c) for c in cells))
+                records += [{"protocol": csv.parent.name, **dict(zip(GROUP, key, strict=True)), "attack": label, "defense": d,
+                             "mean": round(float(c["mean"]), 4), "sd": None if pd.isna(c["sd"]) else round(float(c["sd"]), 4),
+                             "n": int(c["n"])} for d, c in zip(defenses, cells, strict=True) if c is not None]
             tables.append(table)
     if not tables:
         where = f"{root}/{protocol or '*'}/results.csv"

@@ -92,6 +92,15 @@ def write_layout(folder: Path, x_train, y_train, x_test, y_test, shard: int = 10
     put("test.npz", x=x_test, y=y_test)
 
 
+def write_splits(folder: Path, train, test) -> None:
+    """Write torchvision's CIFAR-style datasets (``.data`` uint8 N×H×W×C, ``.targets``) in the layout."""
+    write_layout(
+        folder,
+        np.asarray(train.data, dtype=np.uint8), np.asarray(train.targets, dtype=np.int64),
+        np.asarray(test.data, dtype=np.uint8), np.asarray(test.targets, dtype=np.int64),
+    )
+
+
 def hwc_to_tensor(x: np.ndarray) -> torch.Tensor:
     """uint8 N×H×W×C (or N×H×W) → uint8 N×C×H×W tensor."""
     if x.ndim == 3:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from uebench.datasets.base import Dataset, write_layout
+from uebench.datasets.base import Dataset, write_splits
 from uebench.hookspecs import hookimpl
 
 
@@ -24,13 +22,7 @@ class Cifar10(Dataset):
         with tempfile.TemporaryDirectory() as tmp:
             train = CIFAR10(tmp, train=True, download=True)
             test = CIFAR10(tmp, train=False, download=True)
-            write_layout(
-                folder,
-                np.asarray(train.data, dtype=np.uint8),
-                np.asarray(train.targets, dtype=np.int64),
-                np.asarray(test.data, dtype=np.uint8),
-                np.asarray(test.targets, dtype=np.int64),
-            )
+            write_splits(folder, train, test)
 
 
 @hookimpl

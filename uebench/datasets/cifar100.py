@@ -15,9 +15,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from uebench.datasets.base import Dataset, write_layout
+from uebench.datasets.base import Dataset, write_splits
 from uebench.hookspecs import hookimpl
 
 # The fine label names in label order (alphabetical, as in the archive's ``meta`` file).
@@ -57,13 +55,7 @@ class Cifar100(Dataset):
                         f"({len(got)} classes; first difference at label {diff}: "
                         f"{got[diff] if diff < len(got) else '(none)'!r} vs {self.classes[diff] if diff < len(self.classes) else '(none)'!r})"
                     )
-            write_layout(
-                folder,
-                np.asarray(train.data, dtype=np.uint8),
-                np.asarray(train.targets, dtype=np.int64),
-                np.asarray(test.data, dtype=np.uint8),
-                np.asarray(test.targets, dtype=np.int64),
-            )
+            write_splits(folder, train, test)
 
 
 @hookimpl
