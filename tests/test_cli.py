@@ -273,3 +273,15 @@ def test_leaderboard_show_prints_the_committed_tables(invoke):
 
 def test_help_lists_protocols_from_the_registry(invoke):
     assert "smoke | cpu | paper" not in invoke("run", "--help").stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--victim", "timm:does_not_exist"), "timm has no model 'does_not_exist'"),
+    (("-o", "source=timm:resnet_nope"), "timm has no model 'resnet_nope'"),
+    (("--device", "cuda:99"), "device 'cuda:99'"),
+    (("--device", "toaster"), "device 'toaster'"),
+])
+def test_names_and_devices_fail_before_any_work(invoke, tmp_path, args, message):
+    out = assert_clean_error(invoke(*SMOKE, "--attack", "errmin-pgd", *args, "--out", tmp_path / "out"), 2)
+    assert message in out
+    assert not (tmp_path / "out").exists()

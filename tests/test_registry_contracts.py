@@ -292,6 +292,8 @@ def test_timm_victim_rejects_an_unknown_model_with_suggestions():
     assert arg == "resnet1"
     with pytest.raises(ValueError, match="timm has no model 'resnet1'"):
         entry.cls(None, arg).build(10, (3, 32, 32))
+    with pytest.raises(ValueError, match="timm has no model 'resnet1'. Did you mean"):
+        entry.cls(None, arg).check()  # what prepare calls, before any work
     assert entry.cls(None, arg).label == "timm:resnet1"
 
 

@@ -13,9 +13,25 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    if name and name != "auto":
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto`` → the GPU where there is one, else the CPU; anything else must exist here
+    (``OptionError`` naming what does: ``cuda`` without CUDA, ``cuda:7`` on a one-GPU machine)."""
+    from uebench.options import OptionError
+
+    if not name or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise OptionError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise OptionError(f"device {name!r}: no CUDA GPU is available here (torch {torch.__version__}); use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise OptionError(f"device {name!r}: this machine has {count} GPU(s), cuda:0..cuda:{count - 1}")
+    elif device.type not in ("cpu", "mps", "xpu"):
+        raise OptionError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -161,8 +161,11 @@ def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
     poison_classes = resolve_classes(spec.poison_classes, dataset.classes) if spec.poison_classes else ()
     resolved = attack.resolve(protocol, spec.eps)
     source = getattr(resolved, "source", None)
-    if source is not None:
-        host.victims.resolve(source)  # unknown source model → error now, not after loading data
+    if source is not None:  # an unknown source model → an error now, not after loading data
+        source_entry, source_arg = host.victims.resolve(source)
+        source_entry.cls(None, source_arg).check()
+    victim.check()
+    resolve_precision(spec.precision, pick_device(spec.device))  # an unavailable device fails here, before any work
     return Cell(spec, protocol, attack, defenses, victim, dataset, resolved, poison_classes)
 
 

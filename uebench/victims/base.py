@@ -24,5 +24,9 @@ class Victim:
     def label(self) -> str:
         return f"{self.name}:{self.argument}" if self.argument else self.name
 
+    def check(self) -> None:
+        """Raise ``OptionError`` if this victim cannot be built (e.g. an unknown model name) —
+        called while a cell is prepared, so a typo costs seconds, not a crafting run."""
+
     def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         raise NotImplementedError

@@ -19,15 +19,22 @@ class TimmVictim(Victim):
     class Options:
         pretrained: bool = option(False, help="load timm's pretrained weights (needs internet or a local hub cache)")
 
-    def build(self, num_classes, image_shape):
+    def check(self):
         import timm
 
         if not timm.is_model(self.argument):
             import difflib
 
+            from uebench.options import OptionError
+
             close = difflib.get_close_matches(self.argument, timm.list_models(), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"timm has no model {self.argument!r}.{hint} See timm.list_models().")
+            raise OptionError(f"timm has no model {self.argument!r}.{hint} See timm.list_models().")
+
+    def build(self, num_classes, image_shape):
+        import timm
+
+        self.check()
         pretrained = bool(self.options and self.options.pretrained)
         kwargs = {"img_size": image_shape[1:]} if "vit" in self.argument or "deit" in self.argument else {}
         return timm.create_model(
