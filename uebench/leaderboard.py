@@ -84,7 +84,7 @@ def group_title(key, quote: str = "`") -> str:
 # The plots ``build`` writes into ``<protocol>/`` and ``render`` embeds: (file name, alt text).
 PLOTS = (
     ("accuracy.svg", "Mean clean test accuracy per attack and defense"),
-    ("curves.svg", "Clean test accuracy per epoch, one line per run"),
+    ("curves.svg", "Clean test accuracy per epoch: one panel per attack, the mean over seeds per defense"),
 )
 
 
