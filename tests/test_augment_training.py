@@ -258,3 +258,11 @@ def test_no_hflip_keeps_orientation_and_the_same_crops():
     padded = random_crop_flip(x, generator=torch.Generator().manual_seed(2), hflip=False)
     for i in range(len(x)):  # a crop of the padded image, never a mirrored one
         assert any(torch.equal(padded[i], c) for c in list(_candidates(x[i], 4))[0::2])
+
+
+def test_cpu_protocols_mean_fp32_by_auto_so_rows_reproduce_on_any_cpu():
+    cpu = torch.device("cpu")
+    for name in ("cpu", "cpu-full", "smoke"):
+        assert get_protocol(name).resolve_precision("auto", cpu) == "fp32"
+        assert get_protocol(name).resolve_precision("bf16", cpu) == "bf16"  # an explicit choice wins
+    assert get_protocol("paper").precision is None  # auto: the hardware's best

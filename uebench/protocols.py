@@ -55,12 +55,21 @@ class Protocol:
     craft_sample: CraftSettings = CraftSettings(model_steps=10, lr=0.1, batch_size=512, max_iters=100)
     craft_class: CraftSettings = CraftSettings(model_steps=10, lr=0.1, batch_size=512, max_iters=100)
     subset_seed: int = 0  # the subset is fixed by the protocol, not by the run's seed
+    # what --precision auto means here: None = bf16 where the hardware has it (GPUs), else fp32;
+    # the CPU protocols say fp32, so a row reproduces on any CPU, with or without native bf16
+    precision: str | None = None
 
     def train_settings(self, precision: str, channels_last: bool = True) -> TrainSettings:
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             weight_decay=self.weight_decay, precision=precision, channels_last=channels_last,
         )
+
+    def resolve_precision(self, requested: str, device) -> str:
+        """``requested`` (``--precision``), with ``auto`` meaning this protocol's precision."""
+        from uebench.compute import resolve_precision
+
+        return resolve_precision(self.precision if requested == "auto" and self.precision else requested, device)
 
     def craft(self, form: str) -> CraftSettings:
         """The crafting settings for ``form`` (``sample`` or ``class``)."""
@@ -80,6 +89,7 @@ _CPU = Protocol(
     source="cnn-small",
     craft_sample=CraftSettings(model_steps=40, lr=0.1, batch_size=256, max_iters=20),
     craft_class=CraftSettings(model_steps=10, lr=0.1, batch_size=128, max_iters=200),
+    precision="fp32",
 )
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -106,6 +116,7 @@ PROTOCOLS: dict[str, Protocol] = {
             source="cnn-tiny",
             craft_sample=CraftSettings(model_steps=2, lr=0.1, batch_size=250, max_iters=2),
             craft_class=CraftSettings(model_steps=2, lr=0.1, batch_size=250, max_iters=2),
+            precision="fp32",
         ),
     )
 }

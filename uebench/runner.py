@@ -22,7 +22,7 @@ from uebench import __version__
 from uebench.attacks.base import CraftContext
 from uebench.cache import NoiseCache, noise_key
 from uebench.cellkey import cell_key
-from uebench.compute import device_label, pick_device, prepare_model, resolve_precision
+from uebench.compute import device_label, pick_device, prepare_model
 from uebench.defenses.compose import check_composition, composed_name
 from uebench.options import OptionError, applied_options, build_options, option_fields, options_dict, options_json
 from uebench.plugins import get_host
@@ -165,7 +165,7 @@ def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
         source_entry, source_arg = host.victims.resolve(source)
         source_entry.cls(None, source_arg).check()
     victim.check()
-    resolve_precision(spec.precision, pick_device(spec.device))  # an unavailable device fails here, before any work
+    protocol.resolve_precision(spec.precision, pick_device(spec.device))  # an unavailable device fails here, before any work
     return Cell(spec, protocol, attack, defenses, victim, dataset, resolved, poison_classes)
 
 
@@ -246,7 +246,7 @@ def load_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> CellData:
     """Load the protocol's train/test subsets onto the device and build the crafting context."""
     spec, protocol = cell.spec, cell.protocol
     device = pick_device(spec.device)
-    precision = resolve_precision(spec.precision, device)
+    precision = protocol.resolve_precision(spec.precision, device)
     host = get_host(spec.plugins_dirs)
     streams = seed_streams(spec.seed)
     data = cell.dataset.load(spec.data_dir)

@@ -43,7 +43,7 @@ class FractionType(click.ParamType):
 @click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False), help="Folder for results.csv and curves/.")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS), help="auto = bf16 on GPUs and bf16-capable CPUs, else fp32.")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS), help="auto = the protocol's (fp32 for cpu, cpu-full, smoke), else bf16 on GPUs and bf16-capable CPUs, fp32 elsewhere.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results row as JSON; no progress bars.")
 @click.pass_context
 def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate, poison_classes, drop_poisoned, float_noise, options, data_dir, out, cache_dir,
