@@ -245,7 +245,7 @@ def test_rows_with_different_attack_options_are_not_averaged_together(tmp_path):
     for row in (base, variant, same):
         append_row(csv, row)
     text = render(pd.read_csv(csv), "cpu")
-    assert "| errmin-pgd form=class [model_steps=None] | 35.00 ± 7.07 (n=2) |" in text
+    assert "| errmin-pgd form=class | 35.00 ± 7.07 (n=2) |" in text  # the variant without model_steps keeps the plain label
     assert "| errmin-pgd form=class [model_steps=10] | 20.00 (n=1) |" in text
 
 
@@ -259,3 +259,11 @@ def test_rows_of_an_older_protocol_version_are_not_averaged_in(tmp_path):
     text = (tmp_path / "cpu.md").read_text()
     assert "| none | 80.00 ± 14.14 (n=2) |" in text
     assert "Protocol version 2; 1 row(s) of older versions" in text
+
+
+def test_a_variant_without_the_differing_option_keeps_the_plain_label():
+    from uebench.leaderboard import labelled
+
+    frame = pd.DataFrame([_row(0, attack="errmin-pgd", form="class"), _row(1, attack="errmin-pgd", form="class")])
+    frame.loc[1, "attack_options"] = json.dumps({"form": "class", "patch": 16, "steps": 10}, sort_keys=True)
+    assert labelled(frame)["attack_label"].tolist() == ["errmin-pgd form=class", "errmin-pgd form=class [patch=16]"]

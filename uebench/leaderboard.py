@@ -62,8 +62,9 @@ def distinguish_variants(frame: pd.DataFrame, label: str = "attack_label", optio
             continue
         keys = sorted({k for v in parsed.values() for k in v if len({json.dumps(w.get(k)) for w in parsed.values()}) > 1})
         for text, values in parsed.items():
-            suffix = ", ".join(f"{k}={values.get(k)}" for k in keys)
-            labels[rows.index[rows[options] == text]] = f"{name} [{suffix}]"
+            # the variant without the differing options (e.g. no patch) keeps the plain label
+            suffix = ", ".join(f"{k}={values[k]}" for k in keys if k in values)
+            labels[rows.index[rows[options] == text]] = f"{name} [{suffix}]" if suffix else name
     return labels
 
 
