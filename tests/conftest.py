@@ -95,6 +95,37 @@ def require_data():
     return DATA_ROOT
 
 
+# --- plugin packages -----------------------------------------------------------------------
+
+
+def build_wheel(out: Path, dist: str, version: str, files: dict[str, str], entry_points: str) -> Path:
+    """A wheel assembled by hand (no build backend needed): ``files`` plus the METADATA, WHEEL,
+    entry points and RECORD that ``pip install`` reads."""
+    import base64
+    import hashlib
+    import zipfile
+
+    name = dist.replace("-", "_")
+    info = f"{name}-{version}.dist-info"
+    files = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: uebench-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/entry_points.txt": entry_points,
+    }
+    record = []
+    for path, text in files.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    files[f"{info}/RECORD"] = "\n".join(record + [f"{info}/RECORD,,"]) + "\n"
+    wheel = Path(out) / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return wheel
+
+
 # --- synthetic data for unit tests ----------------------------------------------------------
 
 

@@ -8,21 +8,18 @@ interpreter for this module's tests and uninstalled afterwards.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib
 import importlib.util
 import json
 import subprocess
 import sys
 import textwrap
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import json_out, require_data
+from conftest import build_wheel, json_out, require_data
 from uebench.cache import NoiseCache
 from uebench.plugins import BUILTIN_PLUGINS
 from uebench.results import COLUMNS, read_results
@@ -108,24 +105,7 @@ def _can_build_from_source() -> bool:
 
 def _build_wheel(src: Path, out: Path) -> Path:
     """Assemble the same distribution as a wheel by hand (no build backend needed)."""
-    info = f"{DIST}-{VERSION}.dist-info"
-    files = {
-        f"{MODULE}.py": (src / f"{MODULE}.py").read_text(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {DIST}\nVersion: {VERSION}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: uebench-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        f"{info}/entry_points.txt": ENTRY_POINTS,
-    }
-    record = []
-    for path, text in files.items():
-        data = text.encode()
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    files[f"{info}/RECORD"] = "\n".join(record + [f"{info}/RECORD,,"]) + "\n"
-    wheel = out / f"{DIST}-{VERSION}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for path, text in files.items():
-            z.writestr(path, text)
-    return wheel
+    return build_wheel(out, DIST, VERSION, {f"{MODULE}.py": (src / f"{MODULE}.py").read_text()}, ENTRY_POINTS)
 
 
 @pytest.fixture(scope="module")

@@ -16,21 +16,18 @@ found (a developer's, CI's) is used and left alone.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import json
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, json_out, make_ctx, require_data, synthetic_batch
+from conftest import REPO, build_wheel, json_out, make_ctx, require_data, synthetic_batch
 from uebench.noise import Noise, NoiseFileError, apply_noise, load_noise, save_noise, to_unit_float
 from uebench.options import OptionError, build_options, describe_options
 from uebench.poison import release
@@ -342,25 +339,8 @@ def _can_build_from_source() -> bool:
 def _editable_wheel(out):
     """What ``pip install -e`` installs, assembled by hand: a ``.pth`` line putting the package's
     folder on ``sys.path`` and the metadata with the entry points read from its pyproject.toml."""
-    info = f"{DIST.replace('-', '_')}-{VERSION}.dist-info"
     entry_points = "[uebench]\n" + "".join(f"{name} = {value}\n" for name, value in ENTRY_POINTS.items())
-    files = {
-        f"__editable__.{DIST.replace('-', '_')}.pth": f"{PLUGIN_DIR}\n",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {DIST}\nVersion: {VERSION}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: uebench-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        f"{info}/entry_points.txt": entry_points,
-    }
-    record = []
-    for path, text in files.items():
-        data = text.encode()
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    files[f"{info}/RECORD"] = "\n".join(record + [f"{info}/RECORD,,"]) + "\n"
-    wheel = out / f"{DIST.replace('-', '_')}-{VERSION}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for path, text in files.items():
-            z.writestr(path, text)
-    return wheel
+    return build_wheel(out, DIST, VERSION, {f"__editable__.{DIST.replace('-', '_')}.pth": f"{PLUGIN_DIR}\n"}, entry_points)
 
 
 @pytest.fixture(scope="module")
