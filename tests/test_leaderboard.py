@@ -222,9 +222,18 @@ def test_committed_leaderboard_is_reproduced_byte_for_byte(tmp_path, csv):
         assert committed_svg.is_file(), f"{committed} links {protocol}/{name}, which is not committed; rebuild"
         hint = f"{committed_svg} differs from what `uebench leaderboard build` generates; rebuild it"
         if _creator(committed_svg) == _creator(generated_svg):
-            assert generated_svg.read_bytes() == committed_svg.read_bytes(), hint
+            assert _without_ids(generated_svg.read_bytes()) == _without_ids(committed_svg.read_bytes()), hint
         else:  # another matplotlib lays out differently; the words and numbers must still agree
             assert _texts(generated_svg) == _texts(committed_svg), hint
+
+
+def _without_ids(svg: bytes) -> bytes:
+    """The SVG with matplotlib's hashed element ids (and the references to them) blanked: once
+    in a full CI run one id came out different while every coordinate, style and text before
+    and after it matched; the drawing itself must still match byte for byte."""
+    import re
+
+    return re.sub(rb'(id="|url\(#|href="#)[A-Za-z]*[0-9a-f_]+', rb"\1ID", svg)
 
 
 def _texts(svg) -> list[str]:

@@ -151,3 +151,12 @@ def test_git_sha_only_for_a_checkout_of_uebench(tmp_path):
     subprocess.run(["git", "init", "-q", str(other)], check=True)
     subprocess.run(["git", "-C", str(other), "-c", "user.email=a@b", "-c", "user.name=n", "commit", "-q", "--allow-empty", "-m", "x"], check=True)
     assert results.git_sha(other / "vendored" / "uebench") == ""
+
+
+def test_an_orphaned_temp_file_from_a_killed_writer_is_removed_by_the_next_append(tmp_path):
+    path = tmp_path / "results.csv"
+    append_row(path, {"run_id": "a"})
+    orphan = tmp_path / ".results.csv.abc123.tmp"
+    orphan.write_text("run_id\\nhalf")
+    append_row(path, {"run_id": "b"})
+    assert not orphan.exists() and read_results(path)["run_id"].tolist() == ["a", "b"]

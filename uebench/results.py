@@ -50,6 +50,10 @@ def append_row(path: Path, row: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
+        # a temp file of this CSV can only be left by a writer killed mid-write (a live one would
+        # hold the lock): remove it, so a killed sweep leaves nothing behind once it is resumed
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         new = pd.DataFrame([row])
         # read back as text: type guessing would turn keys like "0123e4" into numbers
         old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
