@@ -98,6 +98,22 @@ def require_data():
 # --- plugin packages -----------------------------------------------------------------------
 
 
+def can_build_from_source() -> bool:
+    """``pip install --no-build-isolation`` builds with the interpreter's own setuptools: it needs
+    ``bdist_wheel`` (setuptools >= 70.1, or the ``wheel`` package).  A fresh Python 3.11 venv
+    (as in CI) has setuptools 65 without ``wheel``; tests then install a :func:`build_wheel`."""
+    import importlib.util
+
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    if importlib.util.find_spec("wheel") is not None:
+        return True
+    major, minor = (int(p) for p in setuptools.__version__.split(".")[:2])
+    return (major, minor) >= (70, 1)
+
+
 def build_wheel(out: Path, dist: str, version: str, files: dict[str, str], entry_points: str) -> Path:
     """A wheel assembled by hand (no build backend needed): ``files`` plus the METADATA, WHEEL,
     entry points and RECORD that ``pip install`` reads."""

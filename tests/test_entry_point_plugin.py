@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import build_wheel, json_out, require_data
+from conftest import build_wheel, can_build_from_source, json_out, require_data
 from uebench.cache import NoiseCache
 from uebench.plugins import BUILTIN_PLUGINS
 from uebench.results import COLUMNS, read_results
@@ -89,20 +89,6 @@ def _pip(*args):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
-def _can_build_from_source() -> bool:
-    """``--no-build-isolation`` builds with the interpreter's own setuptools: it needs
-    ``bdist_wheel`` (setuptools >= 70.1, or the ``wheel`` package).  A fresh Python 3.11 venv
-    (as in CI) has setuptools 65 without ``wheel``."""
-    try:
-        import setuptools
-    except ImportError:
-        return False
-    if importlib.util.find_spec("wheel") is not None:
-        return True
-    major, minor = (int(p) for p in setuptools.__version__.split(".")[:2])
-    return (major, minor) >= (70, 1)
-
-
 def _build_wheel(src: Path, out: Path) -> Path:
     """Assemble the same distribution as a wheel by hand (no build backend needed)."""
     return build_wheel(out, DIST, VERSION, {f"{MODULE}.py": (src / f"{MODULE}.py").read_text()}, ENTRY_POINTS)
@@ -114,7 +100,7 @@ def installed_plugin(tmp_path_factory):
     (src / "pyproject.toml").write_text(PYPROJECT)
     (src / f"{MODULE}.py").write_text(textwrap.dedent(PLUGIN))
     _pip("uninstall", "-y", DIST)  # a leftover of an interrupted run, if any
-    target = src if _can_build_from_source() else _build_wheel(src, tmp_path_factory.mktemp("wheel"))
+    target = src if can_build_from_source() else _build_wheel(src, tmp_path_factory.mktemp("wheel"))
     result = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(target))
     assert result.returncode == 0, result.stdout + result.stderr
     importlib.invalidate_caches()

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, build_wheel, json_out, make_ctx, require_data, synthetic_batch
+from conftest import REPO, build_wheel, can_build_from_source, json_out, make_ctx, require_data, synthetic_batch
 from uebench.noise import Noise, NoiseFileError, apply_noise, load_noise, save_noise, to_unit_float
 from uebench.options import OptionError, build_options, describe_options
 from uebench.poison import release
@@ -323,19 +323,6 @@ def _claim(dist) -> None:
     installer.locate().write_text(INSTALLER + "\n")
 
 
-def _can_build_from_source() -> bool:
-    """``--no-build-isolation`` builds with the interpreter's own setuptools: it needs
-    ``bdist_wheel`` (setuptools >= 70.1, or the ``wheel`` package); see test_entry_point_plugin."""
-    try:
-        import setuptools
-    except ImportError:
-        return False
-    if importlib.util.find_spec("wheel") is not None:
-        return True
-    major, minor = (int(p) for p in setuptools.__version__.split(".")[:2])
-    return (major, minor) >= (70, 1)
-
-
 def _editable_wheel(out):
     """What ``pip install -e`` installs, assembled by hand: a ``.pth`` line putting the package's
     folder on ``sys.path`` and the metadata with the entry points read from its pyproject.toml."""
@@ -353,7 +340,7 @@ def installed_ops(tmp_path_factory):
     if dist is not None:  # left behind by an interrupted run of this module
         _pip("uninstall", "-y", DIST)
     flags = ("--no-deps", "--no-build-isolation", "--no-index")
-    if _can_build_from_source():
+    if can_build_from_source():
         result = _pip("install", *flags, "-e", str(PLUGIN_DIR))
     else:
         result = _pip("install", *flags, str(_editable_wheel(tmp_path_factory.mktemp("wheel"))))
