@@ -68,7 +68,7 @@ def clean_source(ctx, name: str) -> tuple[torch.nn.Module, dict]:
     from uebench.defenses.base import Defense
     from uebench.train import TrainData, Trainer
 
-    folder = Path(getattr(ctx, "cache_dir", None) or default_cache_dir())
+    folder = Path(ctx.cache_dir or default_cache_dir())
     key = source_key(ctx, name)
     path = folder / f"source-{key}.safetensors"
     folder.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,7 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
 def _describe(key, cell, done: bool, settings: dict) -> dict:
     """One cell of the plan: what it is, whether it is done, which noise it needs."""
     from uebench.cache import NoiseCache
+    from uebench.options import applied_options
     from uebench.protocols import stratified_subset
     from uebench.runner import noise_key_of
 
@@ -77,8 +78,6 @@ def _describe(key, cell, done: bool, settings: dict) -> dict:
         size = len(stratified_subset(data.y_train, cell.protocol.train_per_class, cell.protocol.subset_seed))
         noise = noise_key_of(cell.attack, cell.attack_resolved, cell.dataset.name, cell.protocol, cell.spec.seed, cell.spec.eps, size)
         cached = NoiseCache(settings["cache_dir"]).path(noise).exists()
-    from uebench.options import applied_options
-
     return {"cell_key": key, "done": done, "attack": cell.attack.name, "attack_options": applied_options(cell.attack_resolved),
             "defense": cell.defense_name, "victim": cell.victim_name, "dataset": cell.dataset.name, "seed": cell.spec.seed,
             "noise": noise, "noise_cached": cached}
