@@ -161,6 +161,7 @@ def test_load_plugins_selects_by_entry_point_or_distribution(invoke, monkeypatch
     assert ("const-noise" in _attack_names(invoke)) is loaded
 
 
+@pytest.mark.faults
 def test_plugin_failing_at_import_is_reported_and_builtins_still_run(invoke, monkeypatch, tmp_path):
     require_data()
     monkeypatch.setenv("MYPLUG_FAIL_IMPORT", "1")

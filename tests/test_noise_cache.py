@@ -199,12 +199,14 @@ class _Evil:
         return (os.getcwd, ())
 
 
+@pytest.mark.faults
 def test_load_refuses_pickled_code(tmp_path):
     torch.save({"delta": torch.zeros(1, 3, 2, 2), "meta": _Evil()}, tmp_path / "evil.pt")
     with pytest.raises(NoiseFileError, match="cannot read"):
         load_noise(tmp_path / "evil.pt")
 
 
+@pytest.mark.faults
 def test_load_rejects_shape_mismatch_and_nonfinite(tmp_path):
     noise = _noise()
     noise.delta[0, 0, 0, 0] = float("nan")
@@ -233,6 +235,7 @@ def test_cache_put_get_round_trip(tmp_path):
     assert not list((tmp_path / "c").glob("*.tmp"))
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("garbage", [b"", b"not a torch file at all", None])
 def test_cache_corrupt_file_is_a_miss_with_reason_and_removed(tmp_path, garbage):
     cache = NoiseCache(tmp_path)
@@ -250,6 +253,7 @@ def test_cache_corrupt_file_is_a_miss_with_reason_and_removed(tmp_path, garbage)
     assert cache.get("k") == (None, "miss")
 
 
+@pytest.mark.faults
 def test_cache_rejects_a_file_with_another_key(tmp_path):
     cache = NoiseCache(tmp_path)
     cache.put("other", _noise())
@@ -260,6 +264,7 @@ def test_cache_rejects_a_file_with_another_key(tmp_path):
     assert not cache.path("wanted").exists()
 
 
+@pytest.mark.faults
 def test_cache_rejects_delta_outside_eps(tmp_path):
     cache = NoiseCache(tmp_path)
     cache.put("k", _noise(scale=2.0))  # |δ| up to 2ε while the file says eps=ε
@@ -268,6 +273,7 @@ def test_cache_rejects_delta_outside_eps(tmp_path):
     assert not cache.path("k").exists()
 
 
+@pytest.mark.faults
 def test_cache_rejects_another_image_shape(tmp_path):
     cache = NoiseCache(tmp_path)
     cache.put("k", _noise())

@@ -113,6 +113,7 @@ def test_plugins_dir_is_a_separate_host(plugdir):
     assert "stripes" not in get_host().attacks
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(
     "source, fragment",
     [
@@ -167,6 +168,7 @@ def register_attacks(register):
 """
 
 
+@pytest.mark.faults
 def test_name_clash_is_reported_and_the_builtin_wins(invoke, tmp_path):
     """A plugin file claiming the built-in name ``none``: built-ins register first, so the
     plugin file's registration is the one that fails (its error names both plugins) and the
@@ -199,6 +201,7 @@ def register_attack(register):  # misspelt: the hook is register_attacks
 """
 
 
+@pytest.mark.faults
 def test_misspelt_hook_is_reported_against_its_plugin_only(invoke, plugdir):
     """A misspelt hook name fails only its own plugin: listings still work (exit 0), a good
     plugin file beside it still loads, and the error names the misspelt hook."""

@@ -63,6 +63,7 @@ def test_extra_plugin_columns_come_after_the_schema(tmp_path):
     assert frame["zz_extra"].isna().tolist() == [True, False]
 
 
+@pytest.mark.faults
 def test_concurrent_appends_lose_nothing(tmp_path):
     path = tmp_path / "results.csv"
     errors = []
@@ -153,6 +154,7 @@ def test_git_sha_only_for_a_checkout_of_uebench(tmp_path):
     assert results.git_sha(other / "vendored" / "uebench") == ""
 
 
+@pytest.mark.faults
 def test_an_orphaned_temp_file_from_a_killed_writer_is_removed_by_the_next_append(tmp_path):
     path = tmp_path / "results.csv"
     append_row(path, {"run_id": "a"})

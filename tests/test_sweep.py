@@ -1,18 +1,13 @@
-"""Sweeps: matrix files, the cell key, dry runs, resuming after a real kill, worker processes."""
+"""Sweeps: matrix files, the cell key, dry runs, worker processes, Ray (kills: test_faults_kill.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, assert_clean_error, json_out, require_data
+from conftest import assert_clean_error, json_out, require_data
 from uebench.cellkey import cell_key, identity
 from uebench.sweep.matrix import MatrixError, read_matrix
 
@@ -103,44 +98,6 @@ def test_dry_run_then_run_then_nothing_left(invoke, tmp_path):
     assert all(c["done"] for c in again)
     assert invoke("sweep", path, "--out", out, "--json").stdout == ""  # nothing left to do
     assert len(pd.read_csv(out / "results.csv")) == 9
-
-
-@pytest.mark.slow
-def test_a_killed_sweep_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
-    """SIGKILL a real sweep process once its first row is written; the CSV stays whole, the
-    rerun does exactly the missing cells, and the results equal an uninterrupted run's."""
-    require_data()
-    text = MATRIX.replace('defenses = ["none", ["jpeg", "cutmix"]]', 'defenses = ["none"]')
-    path = _write(tmp_path, text)
-    env = {**os.environ, "UEBENCH_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "uebench.cli", "sweep", str(path), "--json"]
-
-    def sweep(out, kill_after_rows=None):
-        proc = subprocess.Popen([*command, "--out", str(out)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kill_after_rows is None:
-            assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
-            return
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            results = out / "results.csv"
-            if results.is_file() and len(pd.read_csv(results)) >= kill_after_rows:
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, "the sweep ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
-    sweep(killed, kill_after_rows=1)
-    partial = pd.read_csv(killed / "results.csv")  # parses: no half row (a temp file beside it may be orphaned)
-    assert 1 <= len(partial) < 5 and partial["cell_key"].is_unique
-    assert all(p.suffix == ".pt" for p in (tmp_path / "cache").glob("*.pt*"))  # no half noise file under a cache name
-    sweep(killed)
-    assert not list(killed.glob(".*.tmp"))  # the resumed sweep's first append removed any orphan
-    sweep(whole)
-    done, reference = (pd.read_csv(d / "results.csv").set_index("cell_key").sort_index() for d in (killed, whole))
-    assert len(done) == 5 and done.index.is_unique and list(done.index) == list(reference.index)
-    assert done["final_test_acc"].tolist() == reference["final_test_acc"].tolist()  # same cells, same accuracies (CPU)
 
 
 @pytest.mark.slow

@@ -27,6 +27,22 @@ def atomic_write(path: Path, write: Callable[[str], None], suffix: str = ".tmp")
             os.unlink(tmp)
 
 
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Raise ``OSError`` naming ``what`` unless ``folder`` exists as a writable folder or could be
+    created: the nearest existing ancestor must be a folder we may write in.  Creates nothing, so
+    a run refused for another reason leaves no trace."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise NotADirectoryError(f"{what} {str(folder)!r} cannot be a folder: {str(probe)!r} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {str(folder)!r} is not writable: no write permission on {str(probe)!r}")
+
+
 def _umask() -> int:
     """The process umask (reading it means setting it, so set it straight back)."""
     mask = os.umask(0)

@@ -37,13 +37,23 @@ class NoiseCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.path(key)) + ".lock")
 
-    def get(self, key: str, shape: tuple[int, ...] | None = None) -> tuple[Noise | None, str | None]:
-        """(noise, None) on a valid hit; (None, reason) on a miss or an invalid file (then removed)."""
+    def remove_orphans(self, key: str) -> None:
+        """Delete temp files a writer of ``key`` left when it was killed mid-save.  Call with
+        :meth:`lock` held: then no live writer of ``key`` exists."""
+        for stale in self.folder.glob(f".{key}.pt.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def get(self, key: str, shape: tuple[int, ...] | None = None, identity: dict | None = None) -> tuple[Noise | None, str | None]:
+        """(noise, None) on a valid hit; (None, reason) on a miss or an invalid file (then removed).
+
+        Valid: readable, finite, within its ε, written under this ``key``, with images of
+        ``shape`` and, when given, the ``identity`` (attack, dataset, protocol version, ε, seed)
+        it was crafted for."""
         path = self.path(key)
         if not path.exists():
             return None, "miss"
         try:
-            noise = load_noise(path, expect={"key": key})
+            noise = load_noise(path, expect={"key": key, **({"identity": identity} if identity is not None else {})})
             if shape is not None and tuple(noise.delta.shape[1:]) != tuple(shape[1:]):
                 raise NoiseFileError(f"noise file {path}: image shape {tuple(noise.delta.shape[1:])} != {tuple(shape[1:])}")
         except NoiseFileError as exc:

@@ -44,17 +44,40 @@ def _atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def append_row(path: Path, row: dict) -> None:
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet would run as a formula (``=HYPERLINK(…)``, ``@SUM(…)``) gets a
+    leading ``'`` (OWASP's CSV-injection advice); numbers, ``-0.5`` included, stay as they are.
+    uebench's own names cannot start so (kebab-case), but class names, option values and plugin
+    columns come from plugins and users."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def append_row(path: Path, row: dict, curve: tuple[Path, list[dict]] | None = None) -> None:
     """Append ``row`` to the CSV at ``path``: rewrite to a temp file and rename, under a lock,
-    so concurrent cells never interleave and a crash never leaves half a row."""
+    so concurrent cells never interleave and a crash never leaves half a row.  ``curve`` (its
+    path and per-epoch rows) is written first, under the same lock: a row never names a missing
+    curve, and a writer killed mid-way leaves only temp files, which the next append removes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        # a temp file of this CSV can only be left by a writer killed mid-write (a live one would
-        # hold the lock): remove it, so a killed sweep leaves nothing behind once it is resumed
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        new = pd.DataFrame([row])
+        # temp files here can only be left by writers killed mid-write (a live one would hold
+        # the lock): remove them, so a killed sweep leaves nothing behind once it is resumed
+        stale = list(path.parent.glob(f".{path.name}.*.tmp"))
+        if curve is not None:
+            stale += Path(curve[0]).parent.glob(".*.csv.*.tmp")
+        for orphan in stale:
+            orphan.unlink(missing_ok=True)
+        if curve is not None:
+            write_curve(*curve)
+        new = pd.DataFrame([{column: spreadsheet_safe(value) for column, value in row.items()}])
         # read back as text: type guessing would turn keys like "0123e4" into numbers
         old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
         frame = pd.concat([old, new.astype(str)], ignore_index=True) if old is not None else new

@@ -19,21 +19,27 @@ from pathlib import Path
 import torch
 
 from uebench import __version__
+from uebench.atomic import check_writable_folder
 from uebench.attacks.base import CraftContext
 from uebench.cache import NoiseCache, noise_key
 from uebench.cellkey import cell_key
 from uebench.compute import device_label, pick_device, prepare_model
+from uebench.datasets.base import DataUnavailableError
 from uebench.defenses.compose import check_composition, composed_name
+from uebench.failures import CellFailure, ComponentError, check_crafted
 from uebench.options import OptionError, applied_options, build_options, option_fields, options_dict, options_json
 from uebench.plugins import get_host
 from uebench.poison import poison_mask, release, resolve_classes
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.protocols import Protocol, default_protocol_name, get_protocol, stratified_subset
-from uebench.results import COLUMNS, append_row, git_sha, write_curve
+from uebench.results import COLUMNS, append_row, git_sha
 from uebench.seeds import seed_streams
 from uebench.train import TrainData, Trainer
 
 DEFAULT_OUT = Path("uebench-out")
+
+# errors that already say what went wrong; anything else a component raises is wrapped with its name
+PASS_THROUGH = (CellFailure, OptionError, DataUnavailableError, OSError)
 
 
 @dataclass
@@ -166,6 +172,11 @@ def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
         source_entry.cls(None, source_arg).check()
     victim.check()
     protocol.resolve_precision(spec.precision, pick_device(spec.device))  # an unavailable device fails here, before any work
+    try:  # a results folder under a file, or without write permission, fails now, not after training
+        check_writable_folder(spec.out, "results folder --out")
+        check_writable_folder(NoiseCache(spec.cache_dir).folder, "noise cache --cache-dir")
+    except OSError as exc:
+        raise OptionError(str(exc)) from None
     return Cell(spec, protocol, attack, defenses, victim, dataset, resolved, poison_classes)
 
 
@@ -191,25 +202,44 @@ def craft_noise(attack, resolved, ctx: CraftContext, dataset: str, cache_dir: Pa
     """``attack``'s noise for ``ctx`` (its seed, ε, protocol), from the cache when a valid entry
     exists: (noise, key, cached, seconds)."""
     key = noise_key_of(attack, resolved, dataset, ctx.protocol, ctx.seed, ctx.eps, len(ctx.y))
+    # stored in the file and checked on every read, beside the key: a file put under a name it does
+    # not belong to (copied, renamed, a colliding key) is never served to a cell it was not crafted for
+    identity = {"attack": attack.name, "dataset": dataset, "protocol": ctx.protocol.name,
+                "protocol_version": ctx.protocol.version, "cell_eps": round(ctx.eps, 10), "seed": ctx.seed}
     if not attack.cacheable:
         start = time.perf_counter()
-        noise = attack.craft(ctx)
+        noise = _craft_checked(attack, ctx)
         return noise, "", False, time.perf_counter() - start
     cache = NoiseCache(cache_dir)
     with cache.lock(key):
-        noise, why = cache.get(key, tuple(ctx.x.shape))
+        cache.remove_orphans(key)
+        noise, why = cache.get(key, tuple(ctx.x.shape), identity)
         if noise is not None:
             reporter.log(f"noise cache hit: {cache.path(key)}")
             return noise.to(ctx.device), key, True, float(noise.meta.get("craft_seconds", 0.0))  # what crafting it cost
         if why != "miss":
             reporter.log(f"[yellow]discarded invalid cached noise: {why}[/]")
         start = time.perf_counter()
-        noise = attack.craft(ctx)
+        noise = _craft_checked(attack, ctx)
         seconds = time.perf_counter() - start
         if noise is not None:
-            noise.meta.update(options=applied_options(resolved), seed=ctx.seed, craft_seconds=seconds)
+            noise.meta.update(options=applied_options(resolved), craft_seconds=seconds, identity=identity)
             cache.put(key, noise)
     return noise, (key if noise is not None else ""), False, seconds
+
+
+def _craft_checked(attack, ctx: CraftContext):
+    """``attack.craft(ctx)``, its exceptions and unusable results named after the attack (a
+    :class:`~uebench.failures.CellFailure`), so a broken plugin ends its cell with a clear message
+    and nothing of it is cached."""
+    try:
+        noise = attack.craft(ctx)
+    except PASS_THROUGH:
+        raise
+    except Exception as exc:
+        raise ComponentError.wrap(f"attack {attack.name!r} (crafting)", exc) from exc
+    check_crafted(noise, attack.name, ctx.x, ctx.num_classes, ctx.eps)
+    return noise
 
 
 def other_crafter(host, ctx: CraftContext, dataset: str, cache_dir: Path | None, reporter: Reporter):
@@ -295,11 +325,16 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
 
     # 3. train the victim under the defenses, measure clean test accuracy each epoch
     torch.manual_seed(streams.init)
-    model = prepare_model(cell.victim.build(loaded.num_classes, image_shape), device)
     settings = protocol.train_settings(precision)
-    trainer = Trainer(model, train_data, settings, cell.defenses, streams.generator("order"), streams.generator("augment"), device,
-                      reporter, hflip=cell.dataset.hflip)
-    result = trainer.fit(x_test, y_test)
+    try:
+        model = prepare_model(cell.victim.build(loaded.num_classes, image_shape), device)
+        trainer = Trainer(model, train_data, settings, cell.defenses, streams.generator("order"), streams.generator("augment"),
+                          device, reporter, hflip=cell.dataset.hflip)
+        result = trainer.fit(x_test, y_test)
+    except PASS_THROUGH:
+        raise
+    except Exception as exc:
+        raise ComponentError.wrap(f"training victim {cell.victim_name!r} under defense {cell.defense_name!r}", exc) from exc
 
     meta = noise.meta if noise is not None else {}
     l0 = noise is not None and noise.norm == "l0"
@@ -366,5 +401,4 @@ def defense_options_json(defenses) -> str:
 def record(out: Path, row: dict, history: list[dict]) -> None:
     """Append ``row`` to ``out/results.csv`` and write its curve to ``out/curves/<run_id>.csv``."""
     out = Path(out)
-    write_curve(out / "curves" / f"{row['run_id']}.csv", history)  # first: a row never names a missing curve
-    append_row(out / "results.csv", row)
+    append_row(out / "results.csv", row, curve=(out / "curves" / f"{row['run_id']}.csv", history))

@@ -38,6 +38,10 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
     from uebench.sweep.local import run_local
     from uebench.sweep.plan import plan_sweep
 
+    if executor == "ray" and not dry_run:
+        from uebench.sweep.ray_executor import check_reachable
+
+        check_reachable(address)  # seconds, before planning; ray.init would retry for minutes
     settings = {"data_dir": data_dir, "cache_dir": Path(cache_dir) if cache_dir else None, "device": device,
                 "precision": precision, "plugins_dirs": ctx.obj["plugins_dirs"]}
     plan = plan_sweep(Path(matrix), Path(out), **settings)
@@ -55,14 +59,17 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
         if executor == "ray":
             from uebench.sweep.ray_executor import run_ray
 
-            rows = run_ray(plan, reporter, address, cpus_per_cell, gpus_per_cell)
+            outcome = run_ray(plan, reporter, address, cpus_per_cell, gpus_per_cell)
         else:
-            rows = run_local(plan, reporter, jobs)
+            outcome = run_local(plan, reporter, jobs)
     if as_json:
-        for row in rows:
+        for row in outcome.rows:
             click.echo(json.dumps(row, default=str))
     else:
-        click.echo(f"{len(rows)} cell(s) run, {len(plan.done)} already done; rows in {Path(out) / 'results.csv'}")
+        click.echo(f"{len(outcome.rows)} cell(s) run, {len(plan.done)} already done; rows in {Path(out) / 'results.csv'}")
+    if outcome.failed:
+        listing = "\n".join(f"  - {label}: {why}" for label, why in outcome.failed)
+        raise click.ClickException(f"{len(outcome.failed)} cell(s) failed and have no row; rerun the sweep to retry them:\n{listing}")
 
 
 def _describe(key, cell, done: bool, settings: dict) -> dict:

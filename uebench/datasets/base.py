@@ -22,6 +22,11 @@ class DataUnavailableError(RuntimeError):
     """The dataset is in none of the places looked at and could not be downloaded."""
 
 
+class DataCorruptError(DataUnavailableError):
+    """A file of the dataset cache is unreadable or holds what no dataset file may (wrong dtype,
+    labels out of range, x and y of different lengths)."""
+
+
 @dataclass
 class ImageData:
     """A whole dataset as uint8 NCHW tensors (kept whole on the compute device during training)."""
@@ -60,13 +65,34 @@ def has_layout(folder: Path) -> bool:
     return (folder / "test.npz").is_file() and any(folder.glob("train-*.npz"))
 
 
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One file of the layout → (x, y), or :class:`DataCorruptError` naming the file and the fault.
+    No pickles: ``allow_pickle=False``."""
+    def damaged(why: str) -> DataCorruptError:
+        return DataCorruptError(f"dataset file {str(path)!r} is damaged: {why}. Delete it (uebench then downloads the "
+                                f"dataset again) or restore it from the original")
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            x, y = archive["x"], archive["y"]
+    except KeyError as exc:
+        raise damaged(f"it lacks the array {exc}") from None
+    except Exception as exc:  # truncated zip, bad CRC, an object array, not an npz at all
+        raise damaged(f"{type(exc).__name__}: {exc}") from None
+    if x.dtype != np.uint8 or x.ndim not in (3, 4):
+        raise damaged(f"images x must be uint8 N×H×W(×C), got {x.dtype} of shape {x.shape}")
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise damaged(f"labels y must be {len(x)} integers (one per image), got {y.dtype} of shape {y.shape}")
+    return x, y.astype(np.int64)
+
+
 def read_layout(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Read ``train-*.npz`` (in name order) and ``test.npz`` → (x_train, y_train, x_test, y_test) HWC."""
-    parts = [np.load(f) for f in sorted(folder.glob("train-*.npz"))]
-    x_train = np.concatenate([p["x"] for p in parts])
-    y_train = np.concatenate([p["y"] for p in parts]).astype(np.int64)
-    test = np.load(folder / "test.npz")
-    return x_train, y_train, test["x"], test["y"].astype(np.int64)
+    parts = [read_npz(f) for f in sorted(folder.glob("train-*.npz"))]
+    x_train = np.concatenate([x for x, _ in parts])
+    y_train = np.concatenate([y for _, y in parts])
+    x_test, y_test = read_npz(folder / "test.npz")
+    return x_train, y_train, x_test, y_test
 
 
 def _mtime(folder: Path) -> float:
@@ -124,6 +150,22 @@ class Dataset:
 
     Options = None
 
+    def _check_contents(self, folder: Path, x_train, y_train, x_test, y_test) -> None:
+        """The layout's arrays fit this dataset: its image shape, labels in [0, classes)."""
+        c, h, w = self.image_shape
+        for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+            chw = (x.shape[3] if x.ndim == 4 else 1, *x.shape[1:3])
+            if chw != (c, h, w) or not len(x):
+                raise DataCorruptError(
+                    f"dataset {self.name!r} in {str(folder)!r}: {len(x)} {split} images of shape {tuple(x.shape[1:])} (H×W×C); "
+                    f"expected at least one of {(h, w, c)}. Delete the folder to download it again"
+                )
+            if len(y) and (y.min() < 0 or y.max() >= len(self.classes)):
+                raise DataCorruptError(
+                    f"dataset {self.name!r} in {str(folder)!r}: {split} labels span [{y.min()}, {y.max()}], outside "
+                    f"[0, {len(self.classes) - 1}] for its {len(self.classes)} classes. Delete the folder to download it again"
+                )
+
     def download(self, folder: Path) -> None:
         """Fetch the data into ``folder`` in the cache layout; raise on failure (e.g. offline)."""
         raise NotImplementedError(f"dataset {self.name!r} cannot be downloaded automatically")
@@ -155,6 +197,7 @@ class Dataset:
 
     def _from_folder(self, folder: Path) -> ImageData:
         x_train, y_train, x_test, y_test = _read_layout_memo(folder.resolve(), _mtime(folder))
+        self._check_contents(folder, x_train, y_train, x_test, y_test)
         return ImageData(
             hwc_to_tensor(x_train),
             torch.from_numpy(y_train),

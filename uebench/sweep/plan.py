@@ -28,6 +28,24 @@ class SweepPlan:
         return [(key, cell) for key, cell in self.cells if key not in self.done]
 
 
+def cell_label(cell: Cell) -> str:
+    """How a sweep names a cell in its messages, e.g. ``errmin-pgd×cutmix s1``."""
+    return f"{cell.attack.name}×{cell.defense_name} s{cell.spec.seed}"
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep run did: the rows it wrote, and the cells that failed (label, why) — those
+    have no row, so the next run of the sweep retries them."""
+
+    rows: list[dict] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def fail(self, cell: Cell, exc: BaseException, reporter) -> None:
+        self.failed.append((cell_label(cell), str(exc)))
+        reporter.log(f"[red]cell {cell_label(cell)} failed:[/] {exc}")
+
+
 def done_keys(results: Path) -> set[str]:
     """Cell keys of the rows in ``results`` (rows written before the key existed are keyed now)."""
     if not Path(results).is_file():

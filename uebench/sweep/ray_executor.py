@@ -12,11 +12,13 @@ machines must see the same data root and noise cache (a shared filesystem: ``--d
 from __future__ import annotations
 
 import json
+import socket
 
+from uebench.failures import CellFailure
 from uebench.options import OptionError, applied_options
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.runner import record
-from uebench.sweep.plan import SweepPlan
+from uebench.sweep.plan import SweepOutcome, SweepPlan
 
 
 def _craft(spec, threads: int) -> str:
@@ -45,13 +47,32 @@ def noise_identity(cell) -> str | None:
                        cell.spec.seed, round(cell.spec.eps, 10)], sort_keys=True, default=str)
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in seconds on an address nothing listens at: ``ray.init`` itself retries for minutes.
+    ``None``/``auto``/``local`` (a local Ray) are not checked."""
+    if not address or address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise OptionError(f"--address {address!r} is not an address: give host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise OptionError(
+            f"cannot reach the Ray cluster at {address!r}: {exc}. Is `ray start --head` running there "
+            f"(its GCS port, 6379 by default)? --address auto joins a Ray already running on this machine"
+        ) from None
+
+
 def run_ray(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, address: str | None = None,
-            cpus_per_cell: float = 1, gpus_per_cell: float | None = None) -> list[dict]:
+            cpus_per_cell: float = 1, gpus_per_cell: float | None = None) -> SweepOutcome:
     try:
         import ray
     except ImportError:
         raise OptionError("the ray executor needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
     if not ray.is_initialized():
+        check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -62,27 +83,44 @@ def run_ray(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, address: str | 
     options = {"num_cpus": cpus_per_cell, "num_gpus": gpus_per_cell}
     craft, train = ray.remote(_craft).options(**options), ray.remote(_train).options(**options)
 
-    todo = plan.todo
+    todo, outcome = plan.todo, SweepOutcome()
     needs = {}
     for _, cell in todo:
         identity = noise_identity(cell)
         if identity is not None and identity not in needs:
             needs[identity] = cell.spec
     bar = reporter.task(f"crafting on Ray ({len(needs)} noises)", total=len(needs))
-    pending = [craft.remote(spec, threads) for spec in needs.values()]
+    pending = {craft.remote(spec, threads): identity for identity, spec in needs.items()}
+    craft_failed = {}  # identity → the crafting error: its cells fail without crafting again
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        ray.get(done)  # a failed crafting task raises here, before any training starts
+        done, _ = ray.wait(list(pending), num_returns=1)
+        identity = pending.pop(done[0])
+        try:
+            ray.get(done[0])
+        except CellFailure as exc:
+            craft_failed[identity] = exc
         bar.update(1)
     bar.close()
 
     bar = reporter.task(f"sweep on Ray ({len(plan.done)} of {len(plan.cells)} cells done before)", total=len(todo))
-    rows, pending = [], [train.remote(cell.spec, threads) for _, cell in todo]
+    pending = {}
+    for _, cell in todo:
+        if noise_identity(cell) in craft_failed:
+            outcome.fail(cell, craft_failed[noise_identity(cell)], reporter)
+            bar.update(1)
+        else:
+            pending[train.remote(cell.spec, threads)] = cell
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        row, history = ray.get(done[0])
+        done, _ = ray.wait(list(pending), num_returns=1)
+        cell = pending.pop(done[0])
+        try:
+            row, history = ray.get(done[0])
+        except CellFailure as exc:
+            outcome.fail(cell, exc, reporter)
+            bar.update(1)
+            continue
         record(plan.out, row, history)  # the driver alone writes the CSV
-        rows.append(row)
+        outcome.rows.append(row)
         bar.update(1, last=f"{row['attack']}×{row['defense']} s{row['seed']}: {100 * row['final_test_acc']:.1f}%")
     bar.close()
-    return rows
+    return outcome

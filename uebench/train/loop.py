@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from uebench.compute import autocast
 from uebench.defenses.base import Defense, loss_owner
+from uebench.failures import TrainingDiverged
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.train.augment import random_crop_flip
 from uebench.train.data import TrainData, as_float
@@ -149,6 +150,11 @@ class Trainer:
                 "lr": step.lr,
                 "seconds": time.perf_counter() - start,
             }
+            if not math.isfinite(row["train_loss"]):
+                raise TrainingDiverged(
+                    f"training loss became {row['train_loss']} in epoch {epoch} (victim under defense "
+                    f"{'+'.join(d.name or 'none' for d in self.defenses)!r}, lr {step.lr:g}); no row was written"
+                )
             row.update(class_accuracy(hits, y_test, data.num_classes))
             state.history.append(row)
             for d in self.defenses:
