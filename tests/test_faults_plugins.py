@@ -48,3 +48,24 @@ def test_a_cell_broken_by_a_plugin_fails_alone_and_the_rerun_retries_only_it(inv
     plan = json_out(invoke("--plugins-dir", folder, "sweep", matrix, "--out", out, "--dry-run", "--json"))
     assert sorted((c["attack"], c["defense"]) for c in plan if not c["done"]) == [
         ("raises-attack", "nan-loss"), ("raises-attack", "none"), ("random", "nan-loss")]
+
+
+@pytest.mark.slow
+def test_on_ray_a_failed_craft_fails_its_cells_without_crafting_again_and_the_rest_run(invoke, tmp_path):
+    ray = pytest.importorskip("ray", reason="the ray extra is part of .ci/run's install; a bare `pip install -e .` lacks it")
+    require_data()
+    folder = write_plugins(tmp_path / "plugins", broken=False)
+    matrix = tmp_path / "matrix.toml"
+    matrix.write_text('protocol = "smoke"\nseeds = [0]\ndefenses = ["none", "cutout"]\n'
+                      '[[attacks]]\nname = "raises-attack"\n[[attacks]]\nname = "none"\n')
+    out = tmp_path / "out"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        result = invoke("--plugins-dir", folder, "sweep", matrix, "--out", out, "--cache-dir", tmp_path / "cache",
+                        "--executor", "ray", "--json")
+    finally:
+        ray.shutdown()
+    message = assert_clean_error(result, 1)
+    assert "2 cell(s) failed" in message and message.count("attack 'raises-attack' (crafting) raised RuntimeError") == 2
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["defense"] for r in rows) == ["cutout", "none"] and {r["attack"] for r in rows} == {"none"}
