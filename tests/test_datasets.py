@@ -355,3 +355,26 @@ def test_imagenet_subset_undecodable_file_is_named(tmp_path, roots):
     with pytest.raises(DataUnavailableError, match=rf"cannot decode {bad}"):
         ImageNetSubset(ImageNetSubset.Options(root=str(root))).download(data_dir / "imagenet-subset")
     assert not has_layout(data_dir / "imagenet-subset")
+
+
+# --- per-dataset protocol numbers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("dataset", "epochs", "model_steps"),
+                         [("cifar10", 60, 10), ("svhn", 30, 10), ("cifar100", 100, 20), ("imagenet-subset", 100, 100)])
+def test_the_paper_protocol_takes_each_datasets_own_epochs_and_m(dataset, epochs, model_steps):
+    """Table 1's schedule: epochs 30 SVHN / 60 CIFAR-10 / 100 CIFAR-100 and ImageNet subset; M = 10 /
+    20 / 100 — reaching the cell (its training settings and its crafting options, hence its noise key)."""
+    from uebench.runner import CellSpec, prepare
+
+    cell = prepare(CellSpec(attack="errmin-pgd", dataset=dataset, protocol="paper", device="cpu", attack_options={"form": "class"}))
+    assert (cell.protocol.name, cell.protocol.version) == ("paper", 2)
+    assert cell.protocol.train_settings("fp32").epochs == epochs
+    assert cell.attack_resolved.model_steps == model_steps
+
+
+def test_the_cpu_protocols_use_one_schedule_for_every_dataset():
+    from uebench.protocols import PROTOCOLS
+
+    for name in ("cpu", "cpu-full", "smoke"):
+        assert PROTOCOLS[name].for_dataset("svhn") == PROTOCOLS[name] == PROTOCOLS[name].for_dataset("cifar100")

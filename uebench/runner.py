@@ -150,7 +150,7 @@ def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
     """Resolve names and options; every user error surfaces here, before any work starts."""
     spec.validate()
     host = get_host(spec.plugins_dirs)
-    protocol = get_protocol(spec.protocol or default_protocol_name())
+    protocol = get_protocol(spec.protocol or default_protocol_name()).for_dataset(spec.dataset)
     if spec.protocol is None:
         reporter.log(f"[dim]no --protocol given: using [bold]{protocol.name}[/] ({'CUDA found' if torch.cuda.is_available() else 'no GPU'})[/]")
     attack_entry = host.attacks.get(spec.attack)

@@ -73,10 +73,16 @@ def protocols_list(as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="protocols")
-    for col in ("name", "version", "description", "victim", "epochs", "train/class"):
+    for col in ("name", "version", "description", "victim", "epochs", "train/class", "per dataset"):
         table.add_column(col)
     for p in rows:
-        table.add_row(p["name"], str(p["version"]), p["description"], p["victim"], str(p["epochs"]), str(p["train_per_class"] or "all"))
+        per_dataset = "; ".join(
+            f"{name}: " + ", ".join(f"{k}={v['model_steps'] if isinstance(v, dict) else v}".replace("craft_sample", "M (Δs)").replace("craft_class", "M (Δc)")
+                                    for k, v in fields.items())
+            for name, fields in p["per_dataset"].items()
+        )
+        table.add_row(p["name"], str(p["version"]), p["description"], p["victim"], str(p["epochs"]), str(p["train_per_class"] or "all"),
+                      per_dataset or "same for all")
     Console().print(table)
 
 
