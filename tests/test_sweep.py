@@ -131,3 +131,35 @@ def test_the_ray_executor_crafts_first_then_trains_and_the_driver_writes(invoke,
         assert again.exit_code == 0 and again.stdout == ""  # resumed: nothing left
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize(("jobs", "requested", "gpus", "expected"), [
+    (4, "auto", 4, ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]),  # one worker per GPU
+    (4, "auto", 2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]),  # two per GPU
+    (3, "cuda", 1, ["cuda:0"] * 3),
+    (2, "auto", 0, [None, None]),  # CPU only: the cells' own device
+    (2, "cuda:1", 4, [None, None]),  # a GPU named by the user is respected
+    (2, "cpu", 4, [None, None]),
+])
+def test_local_workers_spread_over_the_gpus(jobs, requested, gpus, expected):
+    from uebench.sweep.local import worker_devices
+
+    assert worker_devices(jobs, requested, gpus) == expected
+
+
+def test_a_worker_takes_its_device_from_the_queue_and_runs_its_cells_there(monkeypatch):
+    import queue
+
+    from uebench.runner import CellSpec
+    from uebench.sweep import local
+
+    devices = queue.Queue()
+    devices.put("cuda:1")
+    local._init_worker(devices)
+    seen = []
+    monkeypatch.setattr(local, "run_cell", lambda cell, reporter: seen.append(cell.spec.device))
+    monkeypatch.setattr("uebench.runner.prepare", lambda spec: type("Cell", (), {"spec": spec})())
+    local._work(CellSpec(attack="none", device="auto"), 1)
+    local._init_worker(devices)  # a replacement worker finds the queue empty: the cell's own device
+    local._work(CellSpec(attack="none", device="auto"), 1)
+    assert seen == ["cuda:1", "auto"]

@@ -10,12 +10,38 @@ each other on the noise cache's lock and craft it once.
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
+import queue
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from uebench.failures import CellFailure
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.runner import record, run_cell
 from uebench.sweep.plan import SweepOutcome, SweepPlan, threads_per_job
+
+
+_WORKER_DEVICE: str | None = None  # set once per worker process by _init_worker
+
+
+def worker_devices(jobs: int, requested: str, gpu_count: int) -> list[str | None]:
+    """The device of each of ``jobs`` workers.  With ``--device auto``/``cuda`` and k GPUs, worker
+    i takes ``cuda:(i mod k)``: ``--jobs k`` is one worker per GPU, ``--jobs 2k`` two per GPU
+    (one ResNet-18 cell leaves a large GPU mostly idle).  Otherwise None: each cell's own
+    ``--device`` (the CPU, or the one GPU named)."""
+    if gpu_count <= 0 or requested not in ("auto", "cuda"):
+        return [None] * jobs
+    return [f"cuda:{i % gpu_count}" for i in range(jobs)]
+
+
+def _init_worker(devices) -> None:
+    """Pool initializer: take this worker's device from the queue (None when the pool replaced a
+    worker and the queue is empty: the cell's own device then)."""
+    global _WORKER_DEVICE
+    try:
+        _WORKER_DEVICE = devices.get_nowait()
+    except queue.Empty:
+        _WORKER_DEVICE = None
 
 
 def _work(spec, threads: int):
@@ -25,6 +51,8 @@ def _work(spec, threads: int):
     from uebench.runner import prepare
 
     torch.set_num_threads(threads)
+    if _WORKER_DEVICE is not None:
+        spec = dataclasses.replace(spec, device=_WORKER_DEVICE)
     return run_cell(prepare(spec), NULL_REPORTER)
 
 
@@ -48,7 +76,17 @@ def run_local(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, jobs: int = 1
                 continue
             finished(*result)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        assigned = worker_devices(jobs, todo[0][1].spec.device if todo else "auto", gpus)
+        if gpus:
+            reporter.log(f"{jobs} workers on {gpus} GPU(s): {', '.join(str(d) for d in assigned)}")
+        spawn = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+        devices = spawn.Queue()
+        for device in assigned:
+            devices.put(device)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn, initializer=_init_worker, initargs=(devices,)) as pool:
             pending = {pool.submit(_work, cell.spec, threads_per_job(jobs)): cell for _, cell in todo}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
