@@ -266,3 +266,16 @@ def test_cpu_protocols_mean_fp32_by_auto_so_rows_reproduce_on_any_cpu():
         assert get_protocol(name).resolve_precision("auto", cpu) == "fp32"
         assert get_protocol(name).resolve_precision("bf16", cpu) == "bf16"  # an explicit choice wins
     assert get_protocol("paper").precision is None  # auto: the hardware's best
+
+
+def test_bf16_on_a_gpu_without_it_is_refused_before_any_work(monkeypatch):
+    """A pre-Ampere GPU cannot run bf16: --precision bf16 there is bad input, not a slow crash."""
+    from uebench.compute import resolve_precision
+    from uebench.options import OptionError
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
+    with pytest.raises(OptionError, match="precision bf16: cuda:Tesla V100 has no bf16 support"):
+        resolve_precision("bf16", torch.device("cuda"))
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+    assert resolve_precision("fp16", torch.device("cuda")) == "fp16"

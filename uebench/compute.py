@@ -46,6 +46,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → bf16 on a GPU or a CPU with native bf16, fp32 otherwise."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        from uebench.options import OptionError
+
+        raise OptionError(f"precision bf16: {device_label(device)} has no bf16 support (needs compute capability >= 8.0); "
+                          f"use --precision fp16, fp32 or auto")
     if precision != "auto":
         return precision
     if device.type == "cuda":
