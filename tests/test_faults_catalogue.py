@@ -99,7 +99,7 @@ CATALOGUE = [
     Case("images-wrong-dtype", run(), 1, ("is damaged", "must be uint8", "float32"), data="float-images"),
     Case("labels-out-of-range", run(), 1, ("train labels span [1, 10]", "outside [0, 9]"), data="label-10"),
     Case("x-y-length-mismatch", run(), 1, ("is damaged", "one per image"), data="short-labels"),
-    Case("wrong-image-shape", run(), 1, ("images of shape (28, 28, 3)", "expected at least one of (32, 32, 3)"), data="28px"),
+    Case("wrong-image-shape", run(), 1, ("images of shape (28, 28, 3)", "expected one or more images of (32, 32, 3)"), data="28px"),
     # plugins
     Case("plugin-fails-at-import", with_plugins(attack="from-the-broken-plugin"), 2,
          ("broken.py", "zzz_missing_dependency", "unknown attack 'from-the-broken-plugin'"), plugins=True),

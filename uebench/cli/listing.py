@@ -76,14 +76,16 @@ def protocols_list(as_json):
     for col in ("name", "version", "description", "victim", "epochs", "train/class", "per dataset"):
         table.add_column(col)
     for p in rows:
-        per_dataset = "; ".join(
-            f"{name}: " + ", ".join(f"{k}={v['model_steps'] if isinstance(v, dict) else v}".replace("craft_sample", "M (Δs)").replace("craft_class", "M (Δc)")
-                                    for k, v in fields.items())
-            for name, fields in p["per_dataset"].items()
-        )
+        per_dataset = "; ".join(f"{name}: {_overrides(fields)}" for name, fields in p["per_dataset"].items())
         table.add_row(p["name"], str(p["version"]), p["description"], p["victim"], str(p["epochs"]), str(p["train_per_class"] or "all"),
                       per_dataset or "same for all")
     Console().print(table)
+
+
+def _overrides(fields: dict) -> str:
+    """A protocol's numbers for one dataset, e.g. ``epochs=100, M (Δs)=20, M (Δc)=20``."""
+    names = {"craft_sample": "M (Δs)", "craft_class": "M (Δc)"}
+    return ", ".join(f"{names.get(k, k)}={v['model_steps'] if k in names else v}" for k, v in fields.items())
 
 
 GROUPS.append(protocols_group)

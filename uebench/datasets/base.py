@@ -158,7 +158,7 @@ class Dataset:
             if chw != (c, h, w) or not len(x):
                 raise DataCorruptError(
                     f"dataset {self.name!r} in {str(folder)!r}: {len(x)} {split} images of shape {tuple(x.shape[1:])} (H×W×C); "
-                    f"expected at least one of {(h, w, c)}. Delete the folder to download it again"
+                    f"expected one or more images of {(h, w, c)}. Delete the folder to download it again"
                 )
             if len(y) and (y.min() < 0 or y.max() >= len(self.classes)):
                 raise DataCorruptError(
