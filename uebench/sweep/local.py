@@ -20,7 +20,6 @@ from uebench.progress import NULL_REPORTER, Reporter
 from uebench.runner import record, run_cell
 from uebench.sweep.plan import SweepOutcome, SweepPlan, threads_per_job
 
-
 _WORKER_DEVICE: str | None = None  # set once per worker process by _init_worker
 
 
