@@ -216,3 +216,17 @@ def test_a_full_disk_while_writing_the_row_keeps_the_results_file_whole(invoke, 
     assert "No space left on device" in out_text
     assert results.read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_results_folder_without_write_permission_is_bad_input(invoke, tmp_path, monkeypatch):
+    """As root (CI) a chmod'ed folder stays writable, so the permission answer is simulated."""
+    import uebench.atomic
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(uebench.atomic.os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    result = invoke("run", "--protocol", "smoke", "--attack", "none", "--out", locked / "out", "--data-dir", tmp_path / "nodata")
+    out = assert_clean_error(result, 2)
+    assert f"results folder --out '{locked / 'out'}' is not writable: no write permission on '{locked}'" in out
+    assert list(locked.iterdir()) == []
