@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,10 +27,14 @@ from uebench.datasets.base import write_layout
 
 pytestmark = pytest.mark.faults
 
+
 @dataclass
 class Case:
+    """One fault: the CLI arguments (built from the test's folders), the exit code and the
+    message fragments it must produce, and the data it runs against."""
+
     id: str
-    argv: object  # (paths) -> CLI arguments
+    argv: Callable[[SimpleNamespace], tuple]
     code: int
     fragments: tuple[str, ...]
     data: str = "empty"  # "empty": bad input must fail before reading data; "real"; or a corruption of a fake CIFAR-10
