@@ -25,10 +25,8 @@ class ComponentError(CellFailure):
 
     @classmethod
     def wrap(cls, where: str, exc: BaseException) -> ComponentError:
-        """``where``: who was doing what, e.g. "attack 'x' (crafting)"."""
-        error = cls(f"{where} raised {type(exc).__name__}: {exc} ({DEBUG_HINT})")
-        error.__cause__ = exc
-        return error
+        """``where``: who was doing what, e.g. "attack 'x' (crafting)"; raise it ``from exc``."""
+        return cls(f"{where} raised {type(exc).__name__}: {exc} ({DEBUG_HINT})")
 
 
 class InvalidNoiseError(CellFailure):
