@@ -162,3 +162,16 @@ def test_an_orphaned_temp_file_from_a_killed_writer_is_removed_by_the_next_appen
     orphan.write_text("run_id\\nhalf")
     append_row(path, {"run_id": "b"})
     assert not orphan.exists() and read_results(path)["run_id"].tolist() == ["a", "b"]
+
+
+@pytest.mark.faults
+def test_a_curve_whose_row_a_kill_prevented_is_removed_by_the_next_append(tmp_path):
+    """The curve is written just before its row (under one lock); a kill between the two leaves a
+    whole curve that no row names.  The next append removes it and keeps every named curve."""
+    path, curves = tmp_path / "results.csv", tmp_path / "curves"
+    append_row(path, {"run_id": "a"}, curve=(curves / "a.csv", [{"epoch": 1}]))
+    (curves / "killed.csv").write_text("epoch\n1\n")  # its row never came
+    (curves / ".b.csv.x1y2.tmp").write_text("epo")  # a half-written curve
+    append_row(path, {"run_id": "b"}, curve=(curves / "b.csv", [{"epoch": 1}]))
+    assert sorted(p.name for p in curves.iterdir()) == ["a.csv", "b.csv"]
+    assert read_results(path)["run_id"].tolist() == ["a", "b"]

@@ -64,22 +64,24 @@ def append_row(path: Path, row: dict, curve: tuple[Path, list[dict]] | None = No
     """Append ``row`` to the CSV at ``path``: rewrite to a temp file and rename, under a lock,
     so concurrent cells never interleave and a crash never leaves half a row.  ``curve`` (its
     path and per-epoch rows) is written first, under the same lock: a row never names a missing
-    curve, and a writer killed mid-way leaves only temp files, which the next append removes."""
+    curve.  A writer killed mid-way leaves temp files, or a whole curve without its row; the
+    next append (holding the lock, so no live writer is between the two) removes both."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        # temp files here can only be left by writers killed mid-write (a live one would hold
-        # the lock): remove them, so a killed sweep leaves nothing behind once it is resumed
+        # read back as text: type guessing would turn keys like "0123e4" into numbers
+        old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
         stale = list(path.parent.glob(f".{path.name}.*.tmp"))
         if curve is not None:
-            stale += Path(curve[0]).parent.glob(".*.csv.*.tmp")
+            curves = Path(curve[0]).parent
+            named = set(old["run_id"]) if old is not None and "run_id" in old else set()
+            stale += curves.glob(".*.csv.*.tmp")
+            stale += [c for c in curves.glob("*.csv") if c.stem not in named]
         for orphan in stale:
             orphan.unlink(missing_ok=True)
         if curve is not None:
             write_curve(*curve)
         new = pd.DataFrame([{column: spreadsheet_safe(value) for column, value in row.items()}])
-        # read back as text: type guessing would turn keys like "0123e4" into numbers
-        old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
         frame = pd.concat([old, new.astype(str)], ignore_index=True) if old is not None else new
         ordered = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
         _atomic_write_csv(frame[ordered], path)
