@@ -138,8 +138,21 @@ def test_resolve_fills_paper_defaults_and_protocol_values(form, steps, stop, pro
     assert r.source_lr == scale.lr
     assert r.batch_size == scale.batch_size
     assert r.max_iters == scale.max_iters
-    assert r.class_subset == 0.2
+    assert r.class_subset == (0.2 if form == "class" else None)  # Δc only
     assert attack.options.steps is None  # resolve does not mutate the declared options
+
+
+@pytest.mark.parametrize("cls_name", ["errmin-pgd", "errmin-adam"])
+def test_class_subset_enters_the_key_and_row_of_classwise_noise_only(cls_name):
+    """Δs never reads ``class_subset``: it must not split cache keys or rows (issue 9)."""
+    from uebench.options import applied_options
+    from uebench.plugins import get_host
+
+    cls = get_host().attacks.get(cls_name).cls
+    sample = applied_options(cls(build_options(cls.Options, {"form": "sample"})).resolve(get_protocol("cpu"), EPS))
+    klass = applied_options(cls(build_options(cls.Options, {"form": "class"})).resolve(get_protocol("cpu"), EPS))
+    assert "class_subset" not in sample
+    assert klass["class_subset"] == 0.2
 
 
 def test_resolve_keeps_explicit_values():
@@ -160,6 +173,7 @@ def test_resolve_keeps_explicit_values():
         ({"step_size": "0"}, "step_size must be > 0"),
         ({"stop_error": "1.5"}, "stop_error must be in [0, 1]"),
         ({"class_subset": "0"}, "class_subset must be in (0, 1]"),
+        ({"class_subset": "0.5"}, "class_subset applies to class-wise noise only (form=class), got form=sample"),
         ({"form": "pixel"}, "must be one of sample, class"),
     ],
 )

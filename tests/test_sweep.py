@@ -163,3 +163,23 @@ def test_a_worker_takes_its_device_from_the_queue_and_runs_its_cells_there(monke
     local._init_worker(devices)  # a replacement worker finds the queue empty: the cell's own device
     local._work(CellSpec(attack="none", device="auto"), 1)
     assert seen == ["cuda:1", "auto"]
+
+
+def test_parallel_workers_start_each_distinct_noise_before_a_second_cell_of_one(tmp_path):
+    """With jobs > 1, cells 1 and 2 of one noise would occupy both workers, one waiting on the
+    cache lock; ``crafting_first`` starts each noise's first cell first, the rest in matrix order."""
+    from uebench.sweep.plan import crafting_first, plan_sweep
+
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(
+        'protocol = "smoke"\nseeds = [0]\ndefenses = ["none", "cutout"]\n'
+        '[[attacks]]\nname = "errmin-pgd"\noptions = {form = "class"}\n'
+        '[[attacks]]\nname = "none"\n'
+        '[[attacks]]\nname = "errmin-pgd"\noptions = {form = "sample"}\n'
+    )
+    plan = plan_sweep(matrix, tmp_path / "out", device="cpu")
+    order = [(cell.attack_resolved.form if cell.attack.name != "none" else "clean", cell.defense_name)
+             for _, cell in crafting_first(plan.todo)]
+    assert order == [("class", "none"), ("sample", "none"),
+                     ("class", "cutout"), ("clean", "none"), ("clean", "cutout"), ("sample", "cutout")]
+    assert sorted(crafting_first(plan.todo)) == sorted(plan.todo)

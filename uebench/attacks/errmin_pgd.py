@@ -7,7 +7,8 @@ x' ← Π_ε(x' − α·sign(∇ₓL)), until the source model's error on (x+δ)
 Options (None = paper default for the form, or the protocol's value):
 
 - ``form``: ``sample`` (Δs, one δ per image) or ``class`` (Δc, one δ per class, updated on a
-  stratified ``class_subset`` fraction of the data, δ_k averaged over each batch's class-k
+  stratified ``class_subset`` fraction of the data (0.2; Δc only, so it is not in a Δs
+  cell's key or row), δ_k averaged over each batch's class-k
   examples as in the reference code; the source model's M steps still sweep the whole set,
   with each image's class δ added, as the reference code's do — trained on the subset alone
   the source memorises it and the noise comes out weak).
@@ -68,6 +69,7 @@ def pgd(model, x, y, delta, eps: float, step_size: float, steps: int, *, descend
 
 
 PAPER_DEFAULTS = {"sample": {"steps": 20, "stop_error": 0.01}, "class": {"steps": 1, "stop_error": 0.1}}
+PAPER_CLASS_SUBSET = 0.2  # Δc is crafted on 20% of the training set
 
 
 class ErrMinPGD(Attack):
@@ -77,7 +79,8 @@ class ErrMinPGD(Attack):
     # 2: θ trains on the whole set for Δc, not only on the class subset
     # 3: the cell's craft seed stream (SeedSequence) replaces the raw seed; Δc's subset pass is shuffled
     revision = 3
-    inapplicable_when_none = ("patch",)
+    # ``class_subset`` applies to Δc only: None (not in the key or the row) for Δs
+    inapplicable_when_none = ("patch", "class_subset")
 
     @dataclass
     class Options:
@@ -90,7 +93,7 @@ class ErrMinPGD(Attack):
         source_lr: float | None = option(None, help="source model's SGD learning rate (protocol)")
         batch_size: int | None = option(None, help="batch size for model steps and PGD passes (protocol)")
         max_iters: int | None = option(None, help="cap on outer iterations; the row records if it, not λ, ended crafting (protocol)")
-        class_subset: float = option(0.2, help="fraction of the data class-wise noise is crafted on (paper: 0.2)")
+        class_subset: float | None = option(None, help="form=class only: fraction of the data δ is crafted on (paper: 0.2)")
         patch: int | None = option(None, help="p: craft a p×p patch (random place while crafting) pasted at a random place of each image (Table 5)")
 
         def validate(self):
@@ -102,8 +105,10 @@ class ErrMinPGD(Attack):
                 raise ValueError(f"step_size must be > 0, got {self.step_size}")
             if self.stop_error is not None and not 0 <= self.stop_error <= 1:
                 raise ValueError(f"stop_error must be in [0, 1], got {self.stop_error}")
-            if not 0 < self.class_subset <= 1:
+            if self.class_subset is not None and not 0 < self.class_subset <= 1:
                 raise ValueError(f"class_subset must be in (0, 1], got {self.class_subset}")
+            if self.class_subset is not None and self.form != "class":
+                raise ValueError(f"class_subset applies to class-wise noise only (form=class), got form={self.form}")
             if self.patch is not None and self.patch < 1:
                 raise ValueError(f"patch must be >= 1 (pixels), got {self.patch}")
 
@@ -121,6 +126,7 @@ class ErrMinPGD(Attack):
             source_lr=o.source_lr if o.source_lr is not None else scale.lr,
             batch_size=o.batch_size if o.batch_size is not None else scale.batch_size,
             max_iters=o.max_iters if o.max_iters is not None else scale.max_iters,
+            class_subset=(o.class_subset if o.class_subset is not None else PAPER_CLASS_SUBSET) if o.form == "class" else None,
         )
 
     def craft(self, ctx: CraftContext) -> Noise:

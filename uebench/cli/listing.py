@@ -131,6 +131,22 @@ def leaderboard_build(root):
         click.echo(f"wrote {path}")
 
 
+@leaderboard_group.command(name="migrate")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+def leaderboard_migrate(results):
+    """Rewrite rows of RESULTS (CSV files) written by older uebench so their cell keys match the
+    cells today's code plans (see uebench/migrate.py); no measured value changes.  Run it
+    before resuming a sweep over older results, or the sweep runs those cells again."""
+    from uebench.migrate import migrate_file
+
+    for path in results:
+        try:
+            changed = migrate_file(path)
+        except ValueError as exc:
+            raise click.ClickException(f"{path}: {exc}") from exc
+        click.echo(f"{path}: {changed} row(s) migrated")
+
+
 @leaderboard_group.command(name="show")
 @click.argument("dataset")
 @click.option("--protocol", default=None, help="Only this protocol (default: every protocol with rows for DATASET).")

@@ -5,7 +5,8 @@ is appended atomically under a file lock, so a kill at any moment loses at most 
 flight, and a rerun of the sweep does exactly those.  A cell that fails (a plugin raised, training
 diverged: :class:`~uebench.failures.CellFailure`) is reported and the others go on; it has no row,
 so the rerun retries it.  Cells that need the same noise wait for
-each other on the noise cache's lock and craft it once.
+each other on the noise cache's lock and craft it once; with ``jobs`` > 1 each distinct noise's
+first cell is started before the rest, so workers craft different noises side by side.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from uebench.failures import CellFailure
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.runner import record, run_cell
-from uebench.sweep.plan import SweepOutcome, SweepPlan, threads_per_job
+from uebench.sweep.plan import SweepOutcome, SweepPlan, crafting_first, threads_per_job
 
 _WORKER_DEVICE: str | None = None  # set once per worker process by _init_worker
 
@@ -86,7 +87,7 @@ def run_local(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, jobs: int = 1
         for device in assigned:
             devices.put(device)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn, initializer=_init_worker, initargs=(devices,)) as pool:
-            pending = {pool.submit(_work, cell.spec, threads_per_job(jobs)): cell for _, cell in todo}
+            pending = {pool.submit(_work, cell.spec, threads_per_job(jobs)): cell for _, cell in crafting_first(todo)}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:

@@ -3,6 +3,7 @@ find which keys the results already hold — a rerun does only what is missing."
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from uebench.cellkey import cell_key
-from uebench.options import OptionError
+from uebench.options import OptionError, applied_options
 from uebench.registry import UnknownNameError
 from uebench.runner import Cell, CellSpec, planned_row, prepare
 from uebench.sweep.matrix import MatrixError, PlannedCell, read_matrix
@@ -44,6 +45,31 @@ class SweepOutcome:
     def fail(self, cell: Cell, exc: BaseException, reporter) -> None:
         self.failed.append((cell_label(cell), str(exc)))
         reporter.log(f"[red]cell {cell_label(cell)} failed:[/] {exc}")
+
+
+def noise_identity(cell: Cell) -> str | None:
+    """What determines a cell's noise, short of the data size (the same for every cell of one
+    dataset and protocol); None when the cell needs no cached noise."""
+    if not cell.attack.cacheable or cell.spec.drop_poisoned or cell.attack.name == "none":
+        return None
+    return json.dumps([cell.attack.name, applied_options(cell.attack_resolved), cell.dataset.name, cell.protocol.name,
+                       cell.spec.seed, round(cell.spec.eps, 10)], sort_keys=True, default=str)
+
+
+def crafting_first(todo: list[tuple[str, Cell]]) -> list[tuple[str, Cell]]:
+    """``todo`` reordered for parallel workers: the first cell of each distinct noise, then the
+    rest, each part in matrix order.  In matrix order two workers would often start two cells
+    of one noise, and the second would wait on the cache lock while another noise could be
+    crafting beside the first."""
+    first, rest, seen = [], [], set()
+    for key, cell in todo:
+        noise = noise_identity(cell)
+        if noise is not None and noise not in seen:
+            seen.add(noise)
+            first.append((key, cell))
+        else:
+            rest.append((key, cell))
+    return first + rest
 
 
 def done_keys(results: Path) -> set[str]:

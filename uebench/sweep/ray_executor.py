@@ -11,14 +11,13 @@ machines must see the same data root and noise cache (a shared filesystem: ``--d
 
 from __future__ import annotations
 
-import json
 import socket
 
 from uebench.failures import CellFailure
-from uebench.options import OptionError, applied_options
+from uebench.options import OptionError
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.runner import record
-from uebench.sweep.plan import SweepOutcome, SweepPlan
+from uebench.sweep.plan import SweepOutcome, SweepPlan, noise_identity
 
 
 def _craft(spec, threads: int) -> str:
@@ -36,15 +35,6 @@ def _train(spec, threads: int):
     from uebench.sweep.local import _work
 
     return _work(spec, threads)
-
-
-def noise_identity(cell) -> str | None:
-    """What determines a cell's noise, short of the data size (the same for every cell of one
-    dataset and protocol); None when the cell needs no cached noise."""
-    if not cell.attack.cacheable or cell.spec.drop_poisoned or cell.attack.name == "none":
-        return None
-    return json.dumps([cell.attack.name, applied_options(cell.attack_resolved), cell.dataset.name, cell.protocol.name,
-                       cell.spec.seed, round(cell.spec.eps, 10)], sort_keys=True, default=str)
 
 
 def check_reachable(address: str | None, timeout: float = 5.0) -> None:
