@@ -12,7 +12,7 @@ next to each other drifts much less.  Written to run unchanged on a CPU and on a
 3. concurrent cells — K worker processes train section 1's epoch on the same device at once
    (start barrier); total img/s across them, as a ratio to K = 1.
 
-Usage: ``python benchmarks/bench_device.py [--device cpu|cuda|cuda:N] [--quick] [--json out.json]``.
+Usage: ``python benchmarks/bench_device.py [--device cpu|cuda|cuda:N] [--compile reduce-overhead] [--quick] [--json out.json]``.
 Exits 0 whether targets are met or not (they are information, see benchmarks/README.md); 1 only
 when a section crashed.
 """
@@ -37,7 +37,7 @@ from bench_crafting import Row, default_data_dir, load_images, log, median, prin
 
 from uebench.attacks.base import CraftContext
 from uebench.attacks.errmin_pgd import ErrMinPGD, MinMinCrafter
-from uebench.compute import autocast, frozen_copy, pick_device, prepare_model
+from uebench.compute import COMPILE_MODES, autocast, frozen_copy, pick_device, prepare_model
 from uebench.defenses.standard import NoDefense
 from uebench.options import OptionError
 from uebench.plugins import get_host
@@ -66,6 +66,7 @@ class Settings:
     data_dir: str | None
     synthetic: bool
     seed: int = 0
+    compile: str = "none"  # uebench's --compile for the Trainer (section 1 then times eager beside it)
 
 
 def sync(device: torch.device) -> None:
@@ -106,23 +107,33 @@ class TrainBench:
         self.s, self.x, self.y = s, x, y
         torch.manual_seed(s.seed)
         self.init = {k: v.detach().clone() for k, v in build_victim(s.victim, s.device).state_dict().items()}
-        self.settings = dataclasses.replace(PROTOCOLS[s.protocol].train_settings(s.precision), epochs=1)
+        self.settings = dataclasses.replace(PROTOCOLS[s.protocol].train_settings(s.precision, device=s.device), epochs=1,
+                                            compile=s.compile)
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(s.seed)).to(s.device)
         # what the bare loop reads: float [0, 1], shuffled once, channels_last, already on the device
         self.premade = (x[order].float() / 255).contiguous(memory_format=torch.channels_last)
         self.premade_y = y[order]
+        self.models: dict[str, torch.nn.Module] = {}
 
-    def model(self) -> torch.nn.Module:
-        m = build_victim(self.s.victim, self.s.device)
+    def model(self, eager: bool = True) -> torch.nn.Module:
+        """The model of this variant, reset to the shared initial weights.  One object per variant
+        for the whole benchmark: a compiled model keeps its compiled graphs, so the timed epochs
+        measure steady-state throughput, and the warm-up alone pays the compilation."""
+        key = "eager" if eager else "trainer"
+        if key not in self.models:
+            self.models[key] = build_victim(self.s.victim, self.s.device)
+        m = self.models[key]
         m.load_state_dict(self.init)
         return m.train()
 
-    def trainer_rate(self, n: int | None = None) -> float:
-        """img/s of one ``Trainer.fit`` epoch on the first ``n`` images, as ``run_cell`` builds it;
-        the test set is empty, so per-epoch evaluation is not timed."""
+    def trainer_rate(self, n: int | None = None, eager: bool = False) -> float:
+        """img/s of one ``Trainer.fit`` epoch on the first ``n`` images, as ``run_cell`` builds it
+        (compiled with ``--compile`` unless ``eager``); the test set is empty, so per-epoch
+        evaluation is not timed."""
         n = len(self.y) if n is None else n
         s = self.s
-        trainer = Trainer(self.model(), TrainData(self.x[:n], self.y[:n], 10), self.settings, [NoDefense()],
+        settings = dataclasses.replace(self.settings, compile="none") if eager else self.settings
+        trainer = Trainer(self.model(eager or settings.compile == "none"), TrainData(self.x[:n], self.y[:n], 10), settings, [NoDefense()],
                           torch.Generator().manual_seed(s.seed), torch.Generator().manual_seed(s.seed + 1), s.device)
         return n / timed(lambda: trainer.fit(self.x[:0], self.y[:0]), s.device)
 
@@ -150,9 +161,12 @@ class TrainBench:
         return n / timed(epoch, s.device)
 
     def warmup(self) -> None:
-        """A short fit first: its batch shapes (full and the epoch's ragged last one) get their kernels."""
+        """A short fit first: its batch shapes (full and the epoch's ragged last one) get their
+        kernels (and, with --compile, their compiled graphs)."""
         b, n = self.settings.batch_size, len(self.y)
         self.trainer_rate(min(n, 2 * b + (n % b or 8)))
+        if self.settings.compile != "none":
+            self.trainer_rate(min(n, 2 * b + (n % b or 8)), eager=True)
 
 
 def bench_training(s: Settings, x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -160,13 +174,17 @@ def bench_training(s: Settings, x: torch.Tensor, y: torch.Tensor) -> dict:
     log(f"training: warm-up, then {s.rounds} round(s) of Trainer / bare 128 / bare 512 on {len(y)} images")
     tb.warmup()
     rates: dict[str, list[float]] = {"trainer": [], "bare_128": [], "bare_512": []}
+    if s.compile != "none":
+        rates["trainer_eager"] = []
     for _ in range(s.rounds):  # interleaved, so drift hits every variant alike
         rates["trainer"].append(tb.trainer_rate())
+        if s.compile != "none":
+            rates["trainer_eager"].append(tb.trainer_rate(eager=True))
         rates["bare_128"].append(tb.bare_rate(tb.settings.batch_size))
         rates["bare_512"].append(tb.bare_rate(512))
     med = {k: median(v) for k, v in rates.items()}
     return {"img_per_s": rates, "median": med, "trainer_over_bare": med["trainer"] / med["bare_128"],
-            "batch": tb.settings.batch_size, "images": len(y)}
+            "batch": tb.settings.batch_size, "images": len(y), "compile": s.compile}
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +282,7 @@ def run_concurrent(s: Settings, k: int, threads: int) -> dict:
     """K workers at once; total img/s = all images ÷ (last end − first start), the wall-clock
     throughput of the device, so a straggler is not hidden by summing per-worker rates."""
     args = [sys.executable, str(Path(__file__).resolve()), "--_worker", "--device", str(s.device), "--victim", s.victim,
-            "--train-images", str(s.train_images), "--threads", str(threads)]
+            "--train-images", str(s.train_images), "--threads", str(threads), "--compile", s.compile]
     if s.synthetic:
         args.append("--synthetic")
     if s.data_dir:
@@ -340,8 +358,14 @@ def rows_of(s: Settings, results: dict) -> list[Row]:
         t = results["training"]
         m, b = t["median"], t["median"]["bare_128"]
         rows.append(Row(f"bare loop, batch {t['batch']}", f"{b:,.0f} img/s", "= base", note="pre-made float tensors, consecutive slices"))
-        rows.append(Row(f"uebench Trainer, batch {t['batch']}", f"{m['trainer']:,.0f} img/s", f"{t['trainer_over_bare']:.2f}×",
-                        f"≥ {TRAIN_BARE_TARGET:g}×", verdict(t["trainer_over_bare"] >= TRAIN_BARE_TARGET), "1 epoch, NoDefense, no evaluation"))
+        compiled = t.get("compile", "none") != "none"
+        if compiled:
+            rows.append(Row(f"uebench Trainer, batch {t['batch']}, eager", f"{m['trainer_eager']:,.0f} img/s",
+                            f"{m['trainer_eager'] / b:.2f}×", note="without --compile, for the ratio below"))
+        rows.append(Row(f"uebench Trainer, batch {t['batch']}" + (f", --compile {t['compile']}" if compiled else ""),
+                        f"{m['trainer']:,.0f} img/s", f"{t['trainer_over_bare']:.2f}×", f"≥ {TRAIN_BARE_TARGET:g}×",
+                        verdict(t["trainer_over_bare"] >= TRAIN_BARE_TARGET),
+                        "1 epoch, NoDefense, no evaluation" + (f"; {m['trainer'] / m['trainer_eager']:.2f}× eager" if compiled else "")))
         rows.append(Row("bare loop, batch 512", f"{m['bare_512']:,.0f} img/s", f"{m['bare_512'] / b:.2f}×", note="information"))
         if gpu:  # the issue's baseline: one paper cell before the speed-up work (ResNet-18, bf16)
             same = s.victim == "resnet18" and s.precision == "bf16"
@@ -385,6 +409,8 @@ def parse(argv) -> argparse.Namespace:
     ap.add_argument("--data-dir", default=default_data_dir(), help="uebench data root holding cifar10/ (default: $UEBENCH_DATA)")
     ap.add_argument("--synthetic", action="store_true", help="random uint8 images instead of CIFAR-10")
     ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's; workers share the cores out)")
+    ap.add_argument("--compile", default="none", choices=COMPILE_MODES,
+                    help="time the Trainer under uebench's --compile MODE (and eager beside it); reduce-overhead = CUDA graphs")
     ap.add_argument("--json", type=Path, help="also write every number to this JSON file")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -407,7 +433,7 @@ def settings_of(args) -> Settings:
         victim=args.victim or ("resnet18" if gpu else "cnn-small"),
         train_images=pick(args.train_images, 1024, 50_000, 10_000), craft_images=pick(args.craft_images, 1024, 10_240, 2048),
         craft_steps=pick(args.craft_steps, 5, 20, 20), rounds=pick(args.rounds, 1, 2, 2),
-        min_seconds=0.5 if args.quick else 2.0, data_dir=args.data_dir, synthetic=args.synthetic,
+        min_seconds=0.5 if args.quick else 2.0, data_dir=args.data_dir, synthetic=args.synthetic, compile=args.compile,
     )
 
 

@@ -279,3 +279,33 @@ def test_bf16_on_a_gpu_without_it_is_refused_before_any_work(monkeypatch):
         resolve_precision("bf16", torch.device("cuda"))
     assert resolve_precision("auto", torch.device("cuda")) == "fp16"
     assert resolve_precision("fp16", torch.device("cuda")) == "fp16"
+
+
+def test_on_the_cpu_crops_are_drawn_from_the_runs_augment_stream_itself():
+    """CPU rows were made with crops drawn from ``augment``: that stream must not change."""
+    from uebench.train.loop import crop_generator
+
+    g = torch.Generator().manual_seed(5)
+    assert crop_generator(g, torch.device("cpu")) is g
+
+
+def test_a_compiled_victim_trains_like_the_eager_one():
+    """``--compile``: torch.compile changes kernels, not the training — the same per-epoch losses
+    and accuracies within float tolerance, state_dict keys unchanged (early stopping restores them)."""
+    eager_model, eager = _train(epochs=2)
+    compiled = _tiny_model()
+    keys = list(compiled.state_dict())
+    settings = dataclasses.replace(SETTINGS, epochs=2, compile="default")
+    trainer = Trainer(compiled, _data(), settings, [], torch.Generator().manual_seed(0), torch.Generator().manual_seed(1), torch.device("cpu"))
+    result = trainer.fit(*_test_set())
+    for a, b in zip(eager.history, result.history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["test_acc"] == pytest.approx(a["test_acc"], abs=1e-6)
+    assert list(compiled.state_dict()) == keys
+
+
+def test_an_unknown_compile_mode_is_refused():
+    from uebench.compute import compile_model
+
+    with pytest.raises(ValueError, match="compile mode 'fast' is not one of none, default"):
+        compile_model(_tiny_model(), "fast")

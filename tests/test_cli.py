@@ -151,6 +151,11 @@ def test_eps_not_a_number(invoke):
     assert "'eight' is not a number" in out
 
 
+def test_an_unknown_compile_mode_lists_the_modes(invoke):
+    out = assert_clean_error(invoke(*SMOKE, "--compile", "fast"), 2)
+    assert "'fast' is not one of" in out and "reduce-overhead" in out
+
+
 @pytest.mark.faults
 @pytest.mark.parametrize(
     "args, fragment",

@@ -38,7 +38,7 @@ def _row(i, *, attack="none", form=None, defense="none", victim="resnet18", rate
         "oracle_best_test_acc": acc, "oracle_best_epoch": 2, "final_train_acc": 0.99, "train_size": 1000, "test_size": 500,
         "craft_seconds": 1.5, "train_seconds": 3.25, "device": "cpu", "precision": "fp32", "noise_key": f"{i:020d}" if form else "",
         "noise_cached": False, "craft_stop_reason": "stop_error" if form else "",
-        "craft_iterations": 3 if form else "", "craft_final_error": 0.01 if form else "",
+        "craft_iterations": 3 if form else "", "craft_final_error": 0.01 if form else "", "compile": "",
     }
     assert tuple(values) == COLUMNS
     return values

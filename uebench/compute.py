@@ -104,6 +104,23 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+# ``--compile``: torch.compile modes for the victim's forward and backward ("none": eager)
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``model`` compiled in place (``nn.Module.compile``: parameters, buffers and state_dict keys
+    stay the model's own, so a defense that saves and restores weights is unaffected).
+    ``reduce-overhead`` replays the step's kernels as CUDA graphs on a GPU — the launch cost
+    that dominates at the protocol's batch 128.  The first batches of each shape (and of eval
+    mode) pay the compilation: tens of seconds."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    if mode != "none":
+        model.compile(mode=None if mode == "default" else mode)
+    return model
+
+
 def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"

@@ -17,12 +17,14 @@ from uebench.atomic import atomic_write
 # never a defense.  Rows of protocol versions before cpu v3 / paper v2 call it ``best_test_acc``.
 # ``norm`` is the noise's budget: ``linf`` (``eps`` is --eps) or ``l0:<pixels>`` (pixel positions
 # per image; ``eps`` is then the largest |δ|).  Rows written before it existed are all linf.
+# ``compile`` is the torch.compile mode the victim trained under ('' = eager; not part of the
+# cell's identity, like device and precision).
 COLUMNS = (
     "run_id", "cell_key", "timestamp", "uebench_version", "git_sha", "protocol", "protocol_version", "dataset",
     "attack", "attack_options", "eps", "norm", "poison_rate", "poison_classes", "drop_poisoned", "quantized", "defense", "defense_options", "victim",
     "victim_options", "epochs", "seed", "final_test_acc", "selected_epoch", "oracle_best_test_acc", "oracle_best_epoch",
     "final_train_acc", "train_size", "test_size", "craft_seconds", "train_seconds", "device", "precision", "noise_key",
-    "noise_cached", "craft_stop_reason", "craft_iterations", "craft_final_error",
+    "noise_cached", "craft_stop_reason", "craft_iterations", "craft_final_error", "compile",
 )
 
 

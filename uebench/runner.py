@@ -23,7 +23,7 @@ from uebench.atomic import check_writable_folder
 from uebench.attacks.base import CraftContext
 from uebench.cache import NoiseCache, noise_key
 from uebench.cellkey import cell_key
-from uebench.compute import device_label, pick_device, prepare_model
+from uebench.compute import COMPILE_MODES, device_label, pick_device, prepare_model
 from uebench.datasets.base import DataUnavailableError
 from uebench.defenses.compose import check_composition, composed_name
 from uebench.failures import CellFailure, ComponentError, check_crafted
@@ -65,6 +65,7 @@ class CellSpec:
     cache_dir: Path | None = None
     device: str = "auto"
     precision: str = "auto"
+    compile: str = "none"  # torch.compile mode for the victim (``compute.COMPILE_MODES``)
     plugins_dirs: tuple[str, ...] = ()
 
     def validate(self) -> None:
@@ -76,6 +77,8 @@ class CellSpec:
             raise OptionError(f"seed {self.seed} is negative; seeds are integers >= 0")
         if self.drop_poisoned and self.poison_rate >= 1 and not self.poison_classes:
             raise OptionError("--drop-poisoned with every sample poisoned leaves nothing to train on; give --poison-rate < 1 or --poison-classes")
+        if self.compile not in COMPILE_MODES:
+            raise OptionError(f"compile mode {self.compile!r} is not one of {', '.join(COMPILE_MODES)}")
 
 
 @dataclass
@@ -188,24 +191,34 @@ def _build_model_factory(host, num_classes, image_shape, device, channels_last=T
     return build
 
 
-def noise_key_of(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int) -> str:
-    """The noise-cache key: everything that determines the noise."""
-    return noise_key({
+def noise_fields(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int) -> dict:
+    """Everything that determines a cell's noise: hashed into its cache key."""
+    return {
         "attack": attack.name, "attack_revision": attack.revision,
         "options": applied_options(resolved), "dataset": dataset,
         "protocol": protocol.name, "protocol_version": protocol.version, "seed": seed, "eps": round(eps, 10),
         "uebench": __version__, "train_size": train_size,
-    })
+    }
+
+
+def noise_key_of(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int) -> str:
+    """The noise-cache key."""
+    return noise_key(noise_fields(attack, resolved, dataset, protocol, seed, eps, train_size))
+
+
+def noise_identity(fields: dict) -> dict:
+    """The part of :func:`noise_fields` stored in a noise file and checked on every read, beside
+    the key: a file put under a name it does not belong to (copied, renamed, a colliding key) is
+    never served to a cell it was not crafted for."""
+    return {"attack": fields["attack"], "dataset": fields["dataset"], "protocol": fields["protocol"],
+            "protocol_version": fields["protocol_version"], "cell_eps": fields["eps"], "seed": fields["seed"]}
 
 
 def craft_noise(attack, resolved, ctx: CraftContext, dataset: str, cache_dir: Path | None, reporter: Reporter = NULL_REPORTER):
     """``attack``'s noise for ``ctx`` (its seed, ε, protocol), from the cache when a valid entry
     exists: (noise, key, cached, seconds)."""
-    key = noise_key_of(attack, resolved, dataset, ctx.protocol, ctx.seed, ctx.eps, len(ctx.y))
-    # stored in the file and checked on every read, beside the key: a file put under a name it does
-    # not belong to (copied, renamed, a colliding key) is never served to a cell it was not crafted for
-    identity = {"attack": attack.name, "dataset": dataset, "protocol": ctx.protocol.name,
-                "protocol_version": ctx.protocol.version, "cell_eps": round(ctx.eps, 10), "seed": ctx.seed}
+    fields = noise_fields(attack, resolved, dataset, ctx.protocol, ctx.seed, ctx.eps, len(ctx.y))
+    key, identity = noise_key(fields), noise_identity(fields)
     if not attack.cacheable:
         start = time.perf_counter()
         noise = _craft_checked(attack, ctx)
@@ -325,7 +338,7 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
 
     # 3. train the victim under the defenses, measure clean test accuracy each epoch
     torch.manual_seed(streams.init)
-    settings = protocol.train_settings(precision)
+    settings = dataclasses.replace(protocol.train_settings(precision, device=device), compile=spec.compile)
     try:
         model = prepare_model(cell.victim.build(loaded.num_classes, image_shape), device)
         trainer = Trainer(model, train_data, settings, cell.defenses, streams.generator("order"), streams.generator("augment"),
@@ -365,6 +378,7 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
         "craft_stop_reason": meta.get("stop_reason", ""),
         "craft_iterations": meta.get("iterations", ""),
         "craft_final_error": meta.get("final_error", ""),
+        "compile": "" if spec.compile == "none" else spec.compile,
     }
     return {column: row[column] for column in COLUMNS}, result.history
 

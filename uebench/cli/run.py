@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from uebench.compute import PRECISIONS
+from uebench.compute import COMPILE_MODES, PRECISIONS
 from uebench.options import OptionError, parse_assignments, parse_fraction
 
 
@@ -44,10 +44,12 @@ class FractionType(click.ParamType):
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS), help="auto = the protocol's (fp32 for cpu, cpu-full, smoke), else bf16 on GPUs and bf16-capable CPUs, fp32 elsewhere.")
+@click.option("--compile", "compile_mode", default="none", show_default=True, type=click.Choice(COMPILE_MODES),
+              help="torch.compile the victim (reduce-overhead: CUDA graphs on a GPU). Compiling costs tens of seconds; not part of the cell's key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results row as JSON; no progress bars.")
 @click.pass_context
 def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate, poison_classes, drop_poisoned, float_noise, options, data_dir, out, cache_dir,
-        device, precision, as_json):
+        device, precision, compile_mode, as_json):
     """Run one cell and append its row to OUT/results.csv.
 
     Example: uebench run --attack errmin-pgd -o form=class --defense jpeg --defense cutmix
@@ -68,7 +70,7 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
         poison_rate=poison_rate, poison_classes=tuple(c for c in poison_classes.split(",") if c.strip()),
         drop_poisoned=drop_poisoned, quantize=not float_noise, attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
         data_dir=data_dir, out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, device=device,
-        precision=precision, plugins_dirs=plugins_dirs,
+        precision=precision, compile=compile_mode, plugins_dirs=plugins_dirs,
     )
     with Reporter(quiet=as_json) as reporter:
         cell = prepare(spec, reporter)

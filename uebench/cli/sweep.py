@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from uebench.compute import PRECISIONS
+from uebench.compute import COMPILE_MODES, PRECISIONS
 
 
 @click.command()
@@ -25,9 +25,12 @@ from uebench.compute import PRECISIONS
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS))
+@click.option("--compile", "compile_mode", default="none", show_default=True, type=click.Choice(COMPILE_MODES),
+              help="torch.compile every cell's victim (reduce-overhead: CUDA graphs on a GPU); not part of a cell's key.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON; else the new rows as JSON lines, no bars.")
 @click.pass_context
-def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpus_per_cell, data_dir, cache_dir, device, precision, as_json):
+def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpus_per_cell, data_dir, cache_dir, device, precision,
+          compile_mode, as_json):
     """Run every cell of MATRIX (a TOML file; see uebench/sweep/matrix.py for the format) that
     OUT/results.csv does not hold yet.  A killed sweep loses at most the cells in flight:
     rerun the same command and it does the rest.
@@ -43,7 +46,7 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
 
         check_reachable(address)  # seconds, before planning; ray.init would retry for minutes
     settings = {"data_dir": data_dir, "cache_dir": Path(cache_dir) if cache_dir else None, "device": device,
-                "precision": precision, "plugins_dirs": ctx.obj["plugins_dirs"]}
+                "precision": precision, "compile": compile_mode, "plugins_dirs": ctx.obj["plugins_dirs"]}
     plan = plan_sweep(Path(matrix), Path(out), **settings)
     if dry_run:
         cells = [_describe(key, cell, key in plan.done, settings) for key, cell in plan.cells]

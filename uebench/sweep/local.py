@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from uebench.failures import CellFailure
 from uebench.progress import NULL_REPORTER, Reporter
-from uebench.runner import record, run_cell
+from uebench.runner import run_cell
 from uebench.sweep.plan import SweepOutcome, SweepPlan, crafting_first, threads_per_job
 
 _WORKER_DEVICE: str | None = None  # set once per worker process by _init_worker
@@ -60,21 +60,14 @@ def run_local(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, jobs: int = 1
     todo = plan.todo
     bar = reporter.task(f"sweep ({len(plan.done)} of {len(plan.cells)} cells done before)", total=len(todo))
     outcome = SweepOutcome()
-
-    def finished(row, history):
-        record(plan.out, row, history)
-        outcome.rows.append(row)
-        bar.update(1, last=f"{row['attack']}×{row['defense']} s{row['seed']}: {100 * row['final_test_acc']:.1f}%")
-
     if jobs <= 1:
         for _, cell in todo:
             try:
-                result = run_cell(cell, reporter)
+                row, history = run_cell(cell, reporter)
             except CellFailure as exc:
-                outcome.fail(cell, exc, reporter)
-                bar.update(1)
+                outcome.fail(cell, exc, reporter, bar)
                 continue
-            finished(*result)
+            outcome.finished(plan.out, row, history, bar)
     else:
         import torch
 
@@ -93,11 +86,10 @@ def run_local(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, jobs: int = 1
                 for future in done:
                     cell = pending.pop(future)
                     try:
-                        result = future.result()
+                        row, history = future.result()
                     except CellFailure as exc:
-                        outcome.fail(cell, exc, reporter)
-                        bar.update(1)
+                        outcome.fail(cell, exc, reporter, bar)
                         continue
-                    finished(*result)
+                    outcome.finished(plan.out, row, history, bar)
     bar.close()
     return outcome

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from uebench.cellkey import cell_key
-from uebench.options import OptionError, applied_options
+from uebench.options import OptionError
 from uebench.registry import UnknownNameError
-from uebench.runner import Cell, CellSpec, planned_row, prepare
+from uebench.runner import Cell, CellSpec, noise_fields, planned_row, prepare, record
 from uebench.sweep.matrix import MatrixError, PlannedCell, read_matrix
 
 
@@ -42,18 +42,28 @@ class SweepOutcome:
     rows: list[dict] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
 
-    def fail(self, cell: Cell, exc: BaseException, reporter) -> None:
+    def fail(self, cell: Cell, exc: BaseException, reporter, bar) -> None:
+        """``cell`` failed: noted, logged, counted on the sweep's bar; no row is written."""
         self.failed.append((cell_label(cell), str(exc)))
         reporter.log(f"[red]cell {cell_label(cell)} failed:[/] {exc}")
+        bar.update(1)
+
+    def finished(self, out: Path, row: dict, history: list[dict], bar) -> None:
+        """A cell's row and curve came back: the driver alone writes them (``runner.record``)."""
+        record(out, row, history)
+        self.rows.append(row)
+        bar.update(1, last=f"{row['attack']}×{row['defense']} s{row['seed']}: {100 * row['final_test_acc']:.1f}%")
 
 
-def noise_identity(cell: Cell) -> str | None:
-    """What determines a cell's noise, short of the data size (the same for every cell of one
-    dataset and protocol); None when the cell needs no cached noise."""
+def noise_group(cell: Cell) -> str | None:
+    """Cells with the same group share one noise: its key's fields short of the data size (the
+    same for every cell of one dataset and protocol; known only once the data is loaded).  None
+    when the cell needs no cached noise."""
     if not cell.attack.cacheable or cell.spec.drop_poisoned or cell.attack.name == "none":
         return None
-    return json.dumps([cell.attack.name, applied_options(cell.attack_resolved), cell.dataset.name, cell.protocol.name,
-                       cell.spec.seed, round(cell.spec.eps, 10)], sort_keys=True, default=str)
+    fields = noise_fields(cell.attack, cell.attack_resolved, cell.dataset.name, cell.protocol, cell.spec.seed, cell.spec.eps,
+                          train_size=None)
+    return json.dumps(fields, sort_keys=True, default=str)
 
 
 def crafting_first(todo: list[tuple[str, Cell]]) -> list[tuple[str, Cell]]:
@@ -63,7 +73,7 @@ def crafting_first(todo: list[tuple[str, Cell]]) -> list[tuple[str, Cell]]:
     crafting beside the first."""
     first, rest, seen = [], [], set()
     for key, cell in todo:
-        noise = noise_identity(cell)
+        noise = noise_group(cell)
         if noise is not None and noise not in seen:
             seen.add(noise)
             first.append((key, cell))

@@ -16,8 +16,7 @@ import socket
 from uebench.failures import CellFailure
 from uebench.options import OptionError
 from uebench.progress import NULL_REPORTER, Reporter
-from uebench.runner import record
-from uebench.sweep.plan import SweepOutcome, SweepPlan, noise_identity
+from uebench.sweep.plan import SweepOutcome, SweepPlan, noise_group
 
 
 def _craft(spec, threads: int) -> str:
@@ -76,7 +75,7 @@ def run_ray(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, address: str | 
     todo, outcome = plan.todo, SweepOutcome()
     needs = {}
     for _, cell in todo:
-        identity = noise_identity(cell)
+        identity = noise_group(cell)
         if identity is not None and identity not in needs:
             needs[identity] = cell.spec
     bar = reporter.task(f"crafting on Ray ({len(needs)} noises)", total=len(needs))
@@ -95,9 +94,8 @@ def run_ray(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, address: str | 
     bar = reporter.task(f"sweep on Ray ({len(plan.done)} of {len(plan.cells)} cells done before)", total=len(todo))
     pending = {}
     for _, cell in todo:
-        if noise_identity(cell) in craft_failed:
-            outcome.fail(cell, craft_failed[noise_identity(cell)], reporter)
-            bar.update(1)
+        if noise_group(cell) in craft_failed:
+            outcome.fail(cell, craft_failed[noise_group(cell)], reporter, bar)
         else:
             pending[train.remote(cell.spec, threads)] = cell
     while pending:
@@ -106,11 +104,8 @@ def run_ray(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, address: str | 
         try:
             row, history = ray.get(done[0])
         except CellFailure as exc:
-            outcome.fail(cell, exc, reporter)
-            bar.update(1)
+            outcome.fail(cell, exc, reporter, bar)
             continue
-        record(plan.out, row, history)  # the driver alone writes the CSV
-        outcome.rows.append(row)
-        bar.update(1, last=f"{row['attack']}×{row['defense']} s{row['seed']}: {100 * row['final_test_acc']:.1f}%")
+        outcome.finished(plan.out, row, history, bar)  # the driver alone writes the CSV
     bar.close()
     return outcome

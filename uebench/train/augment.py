@@ -16,10 +16,13 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generat
     """
     n, _, h, w = x.shape
     dev = x.device
+    # drawn where the generator lives: a CPU generator (the CPU stream every committed row used)
+    # draws on the CPU; a generator on the GPU draws there, with no host-to-device copy per step
+    drawn_on = generator.device if generator is not None else torch.device("cpu")
     padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device="cpu").to(dev)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device="cpu").to(dev)
-    flip = (torch.rand(n, generator=generator, device="cpu").to(dev) < 0.5) & hflip
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=drawn_on).to(dev)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=drawn_on).to(dev)
+    flip = (torch.rand(n, generator=generator, device=drawn_on).to(dev) < 0.5) & hflip
     rows = (torch.arange(h, device=dev)[None, :] + dy[:, None])  # n × h
     cols = torch.arange(w, device=dev)[None, :].expand(n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]  # n × w

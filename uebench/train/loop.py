@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from uebench.compute import autocast
+from uebench.compute import autocast, compile_model
 from uebench.defenses.base import Defense, loss_owner
 from uebench.failures import TrainingDiverged
 from uebench.progress import NULL_REPORTER, Reporter
@@ -39,6 +39,7 @@ class TrainSettings:
     # Small on purpose: on CPU a no-grad forward over 10k images took 6.6 s at batch 1000 and
     # 3.3 s at batch 128 (cnn-small, 2 cores) — large activations cost more than they save.
     eval_batch_size: int = 128
+    compile: str = "none"  # a ``compute.COMPILE_MODES`` mode for the victim (numerics within float tolerance of eager)
 
 
 @dataclass
@@ -83,6 +84,17 @@ def evaluate(model, x, y, settings: TrainSettings, device, transform=None) -> fl
     return predict_correct(model, x, y, settings, device, transform).float().sum().item() / max(len(y), 1)
 
 
+def crop_generator(augment: torch.Generator, device: torch.device) -> torch.Generator:
+    """Where crop offsets and flips are drawn: on the CPU, the run's ``augment`` stream itself (as
+    every CPU row was made); on an accelerator, a generator on that device seeded from it, so a
+    step draws its augmentation without a host-to-device copy (GPU runs draw a different stream
+    than CPU runs; their float numerics differ anyway)."""
+    if device.type == "cpu":
+        return augment
+    seed = int(torch.randint(0, 2**62, (1,), generator=augment))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 class Trainer:
     """Train ``model`` on ``data`` under ``defenses`` (composition checked by the caller, see
     ``uebench.defenses.compose``); ``fit`` runs the events in this order::
@@ -98,6 +110,7 @@ class Trainer:
         self.model, self.settings, self.device, self.reporter = model, settings, device, reporter
         self.defenses = list(defenses) or [Defense()]
         self.order, self.augment, self.crop_flip, self.hflip = order, augment, crop_flip, hflip
+        self.crop_generator = crop_generator(augment, device)
         for d in self.defenses:
             data = d.prepare(data, augment)
         self.data = data
@@ -111,7 +124,7 @@ class Trainer:
         return x
 
     def fit(self, x_test: torch.Tensor, y_test: torch.Tensor) -> TrainResult:
-        s, data, model = self.settings, self.data, self.model
+        s, data, model = self.settings, self.data, compile_model(self.model, self.settings.compile)
         steps_per_epoch = math.ceil(len(data) / s.batch_size)
         step = SGDStep(model, s.lr, momentum=s.momentum, weight_decay=s.weight_decay, device_type=self.device.type,
                        precision=s.precision, steps_total=s.epochs * steps_per_epoch)
@@ -130,7 +143,7 @@ class Trainer:
                 index = order[first : first + s.batch_size]
                 xb = data.batch(index)
                 if self.crop_flip:
-                    xb = random_crop_flip(xb, generator=self.augment, hflip=self.hflip)
+                    xb = random_crop_flip(xb, generator=self.crop_generator, hflip=self.hflip)
                 target = F.one_hot(data.y[index], data.num_classes).float()
                 for d in self.defenses:
                     xb, target = d.augment(xb, target, self.augment)
