@@ -15,8 +15,9 @@ class Task:
     update is printed as a plain line instead.
     """
 
-    def __init__(self, progress: Progress | None, task_id=None, console: Console | None = None, description: str = "", total=None):
-        self._progress, self._id = progress, task_id
+    def __init__(self, progress: Progress | None, task_id=None, console: Console | None = None, description: str = "", total=None,
+                 transient: bool = False):
+        self._progress, self._id, self._transient = progress, task_id, transient
         self._console, self._description, self._total, self._done = console, description, total, 0
 
     def update(self, advance: float = 1, total: float | None = None, **status: Any) -> None:
@@ -34,7 +35,11 @@ class Task:
         self._progress.update(self._id, advance=advance, **kwargs)
 
     def close(self) -> None:
-        if self._progress is not None:
+        if self._progress is None:
+            return
+        if self._transient:
+            self._progress.remove_task(self._id)
+        else:
             self._progress.stop_task(self._id)
 
 
@@ -70,12 +75,14 @@ class Reporter:
             self._progress.stop()
             self._progress = None
 
-    def task(self, description: str, total: float | None) -> Task:
-        if self.quiet:
+    def task(self, description: str, total: float | None, transient: bool = False) -> Task:
+        """A bar.  ``transient``: a short-lived inner bar (one crafting pass among many), removed
+        when closed and not printed at all without a terminal, where its parent's lines suffice."""
+        if self.quiet or (transient and self._progress is None):
             return Task(None)
         if self._progress is None:  # no terminal: plain lines
             return Task(None, console=self.console, description=description, total=total)
-        return Task(self._progress, self._progress.add_task(description, total=total, status=""))
+        return Task(self._progress, self._progress.add_task(description, total=total, status=""), transient=transient)
 
     def log(self, message: str) -> None:
         if not self.quiet:

@@ -243,6 +243,8 @@ class MinMinCrafter:
         walk = self.index
         if o.form == "class":
             walk = self.index[torch.randperm(len(self.index), generator=ctx.generator).to(self.index.device)]
+        # a pass can take minutes (T = 200 Adam steps on a CPU): its own bar, removed when it ends
+        bar = ctx.reporter.task("  perturbation pass (batches)", total=math.ceil(len(walk) / o.batch_size), transient=True)
         for start in range(0, len(walk), o.batch_size):
             sample = walk[start : start + o.batch_size]
             x, y = to_unit_float(ctx.x[sample]), ctx.y[sample]
@@ -258,6 +260,8 @@ class MinMinCrafter:
                 counts = torch.bincount(y, minlength=ctx.num_classes)
                 present = counts > 0
                 self.delta[present] = (sums[present] / counts[present].view(-1, 1, 1, 1)).clamp_(-ctx.eps, ctx.eps)
+            bar.update(1)
+        bar.close()
         if o.form == "class":
             for start in range(0, len(self.index), o.batch_size):
                 sample = self.index[start : start + o.batch_size]
