@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import assert_clean_error, json_out, require_data
+from conftest import REPO, assert_clean_error, json_out, require_data
 from uebench.cellkey import cell_key, identity
 from uebench.sweep.matrix import MatrixError, read_matrix
 
@@ -183,3 +183,12 @@ def test_parallel_workers_start_each_distinct_noise_before_a_second_cell_of_one(
     assert order == [("class", "none"), ("sample", "none"),
                      ("class", "cutout"), ("clean", "none"), ("clean", "cutout"), ("sample", "cutout")]
     assert sorted(crafting_first(plan.todo)) == sorted(plan.todo)
+
+
+@pytest.mark.parametrize("matrix", sorted((REPO / "leaderboards").glob("*/matrix.toml")), ids=lambda p: p.parent.name)
+def test_every_committed_matrix_plans(matrix, tmp_path):
+    """The committed matrix files stay valid as names and options change."""
+    from uebench.sweep.plan import plan_sweep
+
+    plan = plan_sweep(matrix, tmp_path / "out", device="cpu")
+    assert plan.cells
