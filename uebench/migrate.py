@@ -19,7 +19,8 @@ from filelock import FileLock
 
 from uebench.cache import noise_key
 from uebench.cellkey import cell_key
-from uebench.results import _atomic_write_csv
+from uebench.results import atomic_write_csv
+from uebench.runner import key_fields
 
 # Δs crafting never read ``class_subset`` (it selects the images Δc is crafted on), yet it was
 # stored in the Δs options, cache key and row.  Dropping it changes no noise and no number.
@@ -37,11 +38,8 @@ def _dumps(options: dict) -> str:
 
 def _noise_key(row: dict, options: dict, revision: int, train_size: int) -> str:
     """The noise-cache key ``runner.noise_key_of`` gave this row's noise, from the row's fields."""
-    return noise_key({
-        "attack": row["attack"], "attack_revision": revision, "options": options, "dataset": row["dataset"],
-        "protocol": row["protocol"], "protocol_version": int(row["protocol_version"]), "seed": int(row["seed"]),
-        "eps": round(float(row["eps"]), 10), "uebench": row["uebench_version"], "train_size": train_size,
-    })
+    return noise_key(key_fields(row["attack"], revision, options, row["dataset"], row["protocol"], int(row["protocol_version"]),
+                                int(row["seed"]), float(row["eps"]), train_size, row["uebench_version"]))
 
 
 def drop_classwise_options(row: dict, revision_of: Callable[[str], int], train_size_of: Callable[[dict], list[int]]) -> dict | None:
@@ -110,5 +108,5 @@ def migrate_file(path: Path) -> int:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         new, changed = migrate_rows(frame)
         if changed:
-            _atomic_write_csv(new, path)
+            atomic_write_csv(new, path)
     return changed

@@ -42,7 +42,7 @@ def git_sha(path: Path | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def _atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
+def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
@@ -86,12 +86,12 @@ def append_row(path: Path, row: dict, curve: tuple[Path, list[dict]] | None = No
         new = pd.DataFrame([{column: spreadsheet_safe(value) for column, value in row.items()}])
         frame = pd.concat([old, new.astype(str)], ignore_index=True) if old is not None else new
         ordered = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
-        _atomic_write_csv(frame[ordered], path)
+        atomic_write_csv(frame[ordered], path)
 
 
 def write_curve(path: Path, history: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_csv(pd.DataFrame(history), path)
+    atomic_write_csv(pd.DataFrame(history), path)
 
 
 def read_results(path: Path) -> pd.DataFrame:

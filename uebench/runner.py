@@ -191,13 +191,19 @@ def _build_model_factory(host, num_classes, image_shape, device, channels_last=T
     return build
 
 
-def noise_fields(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int) -> dict:
+def noise_fields(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int | None) -> dict:
     """Everything that determines a cell's noise: hashed into its cache key."""
+    return key_fields(attack.name, attack.revision, applied_options(resolved), dataset, protocol.name, protocol.version,
+                      seed, eps, train_size, __version__)
+
+
+def key_fields(attack: str, revision: int, options: dict, dataset: str, protocol: str, protocol_version: int, seed: int,
+               eps: float, train_size: int | None, version: str) -> dict:
+    """:func:`noise_fields` from plain values (``uebench.migrate`` rebuilds older rows' keys with it)."""
     return {
-        "attack": attack.name, "attack_revision": attack.revision,
-        "options": applied_options(resolved), "dataset": dataset,
-        "protocol": protocol.name, "protocol_version": protocol.version, "seed": seed, "eps": round(eps, 10),
-        "uebench": __version__, "train_size": train_size,
+        "attack": attack, "attack_revision": revision, "options": options, "dataset": dataset,
+        "protocol": protocol, "protocol_version": protocol_version, "seed": seed, "eps": round(eps, 10),
+        "uebench": version, "train_size": train_size,
     }
 
 
