@@ -69,7 +69,10 @@ def _victim_accuracy(noise, task) -> float:
 
 
 # the solver's own options: a source model of the victim's kind, 5 outer iterations at most;
-# the Adam solver at c = 0 (the L∞ projection alone; the paper's c = 1 is the next test)
+# the Adam solver at c = 0 (the L∞ projection alone).  At the paper's c = 1 and these 10 steps
+# the victim still reached 95% here: the penalty keeps δ small (next test), and the noise works
+# only with more of it — at the cpu protocol (T = 200) it reached λ in 3 outer iterations and
+# held the victim at 36.6% against 66.0% clean (leaderboards/cpu.md)
 SOLVERS = {
     "errmin-pgd": {"steps": 10},
     "errmin-adam": {"steps": 10, "c": 0.0},
@@ -89,11 +92,12 @@ def test_errmin_noise_hurts_the_victim_more_than_random_noise_of_the_same_eps(so
     assert errmin_acc <= 0.5, f"{solver}: victim reached {errmin_acc:.2f} on error-minimizing noise (random: {random_acc:.2f})"
 
 
-def test_at_the_papers_c_the_adam_penalty_keeps_delta_far_inside_the_ball(task):
-    """c‖δ‖₂² with c = 1 on [0, 1] pixels: its gradient 2cδ outweighs the loss's input gradient
-    unless |δ| is tiny, so Adam settles far inside the ε-ball (uebench's measured reading of
-    Appendix I; the closing note of issue 9 has the cpu-protocol numbers)."""
+def test_at_the_papers_c_the_adam_penalty_keeps_delta_well_inside_the_ball(task):
+    """c‖δ‖₂² with c = 1 on [0, 1] pixels: its gradient 2cδ is large next to the loss's input
+    gradient, so Adam settles well inside the ε-ball (at the cpu protocol: mean |δ| 1.2/255 of
+    8/255; ``uebench/attacks/errmin_adam.py``) — what separates it from the PGD solver, whose δ
+    sits at ±ε."""
     (x, y), _ = task
     noise = _craft("errmin-adam", {"form": "sample", "source": "cnn-small", "model_steps": 5, "batch_size": 64,
                                    "max_iters": 1, "steps": 30}, x, y)
-    assert noise.delta.abs().mean() < EPS / 10
+    assert noise.delta.abs().mean() < EPS / 4
