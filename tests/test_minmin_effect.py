@@ -71,7 +71,7 @@ def _victim_accuracy(noise, task) -> float:
 # the solver's own options: a source model of the victim's kind, 5 outer iterations at most;
 # the Adam solver at c = 0 (the L∞ projection alone).  At the paper's c = 1 and these 10 steps
 # the victim still reached 95% here: the penalty keeps δ small (next test), and the noise works
-# only with more of it — at the cpu protocol (T = 200) it reached λ in 3 outer iterations and
+# only with more of it — at the cpu protocol (T = 200) it reached λ in 3-4 outer iterations and
 # held the victim at 35.4% (seeds 0-2) against 66.5% clean (leaderboards/cpu.md)
 SOLVERS = {
     "errmin-pgd": {"steps": 10},
