@@ -19,6 +19,7 @@ from filelock import FileLock
 
 from uebench.cache import noise_key
 from uebench.cellkey import cell_key
+from uebench.options import canonical_json
 from uebench.results import atomic_write_csv
 from uebench.runner import key_fields
 
@@ -30,10 +31,6 @@ CLASSWISE_ONLY = {"errmin-pgd": ("class_subset",), "errmin-adam": ("class_subset
 def _options(row: dict) -> dict:
     text = row.get("attack_options") or "{}"
     return json.loads(text)
-
-
-def _dumps(options: dict) -> str:
-    return json.dumps(options, sort_keys=True, separators=(",", ":"))
 
 
 def _noise_key(row: dict, options: dict, revision: int, train_size: int) -> str:
@@ -51,7 +48,7 @@ def drop_classwise_options(row: dict, revision_of: Callable[[str], int], train_s
     if options.get("form") != "sample" or not any(name in options for name in dropped):
         return None
     new_options = {k: v for k, v in options.items() if k not in dropped}
-    out = dict(row, attack_options=_dumps(new_options))
+    out = dict(row, attack_options=canonical_json(new_options))
     old_cell = cell_key(row)
     if row.get("cell_key") and row["cell_key"] != old_cell:
         raise ValueError(f"row {row.get('run_id')!r}: its cell_key {row['cell_key']} is not the key of its fields ({old_cell}); not migrating a row that was edited by hand")

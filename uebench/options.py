@@ -143,9 +143,15 @@ def options_dict(obj) -> dict[str, Any]:
     return dataclasses.asdict(obj) if obj is not None else {}
 
 
+def canonical_json(value) -> str:
+    """Compact JSON with sorted keys: how options are written into results rows (one form, so a
+    row rewritten by ``uebench.migrate`` reads exactly as one the runner writes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def options_json(obj) -> str:
-    """Canonical JSON (sorted keys) — used in cache keys and results rows."""
-    return json.dumps(options_dict(obj), sort_keys=True, separators=(",", ":"))
+    """Canonical JSON of an options object — used in cache keys and results rows."""
+    return canonical_json(options_dict(obj))
 
 
 def applied_options(obj) -> dict[str, Any]:

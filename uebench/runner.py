@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from uebench.compute import COMPILE_MODES, device_label, pick_device, prepare_mo
 from uebench.datasets.base import DataUnavailableError
 from uebench.defenses.compose import check_composition, composed_name
 from uebench.failures import CellFailure, ComponentError, check_crafted
-from uebench.options import OptionError, applied_options, build_options, option_fields, options_dict, options_json
+from uebench.options import OptionError, applied_options, build_options, canonical_json, option_fields, options_dict, options_json
 from uebench.plugins import get_host
 from uebench.poison import poison_mask, release, resolve_classes
 from uebench.progress import NULL_REPORTER, Reporter
@@ -399,7 +398,7 @@ def planned_row(cell: Cell) -> dict:
         "protocol_version": protocol.version,
         "dataset": cell.dataset.name,
         "attack": cell.attack.name,
-        "attack_options": json.dumps(applied_options(cell.attack_resolved), sort_keys=True, separators=(",", ":")),
+        "attack_options": canonical_json(applied_options(cell.attack_resolved)),
         "eps": spec.eps,
         "poison_rate": spec.poison_rate,
         "poison_classes": ",".join(cell.dataset.classes[k] for k in cell.poison_classes),
@@ -415,7 +414,7 @@ def planned_row(cell: Cell) -> dict:
 
 def defense_options_json(defenses) -> str:
     """``{"cutmix": {"alpha": 1.0, ...}, "jpeg": {...}}``: each defense's options under its name."""
-    return json.dumps({d.name: options_dict(d.options) for d in defenses}, sort_keys=True, separators=(",", ":"))
+    return canonical_json({d.name: options_dict(d.options) for d in defenses})
 
 
 def record(out: Path, row: dict, history: list[dict]) -> None:
