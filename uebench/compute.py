@@ -108,14 +108,21 @@ def seed_everything(seed: int) -> torch.Generator:
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+def check_compile_mode(mode: str) -> None:
+    """Bad input (``OptionError``, a ValueError) unless ``mode`` is one of ``COMPILE_MODES``."""
+    if mode not in COMPILE_MODES:
+        from uebench.options import OptionError
+
+        raise OptionError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+
+
 def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     """``model`` compiled in place (``nn.Module.compile``: parameters, buffers and state_dict keys
     stay the model's own, so a defense that saves and restores weights is unaffected).
     ``reduce-overhead`` replays the step's kernels as CUDA graphs on a GPU — the launch cost
     that dominates at the protocol's batch 128.  The first batches of each shape (and of eval
     mode) pay the compilation: tens of seconds."""
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    check_compile_mode(mode)
     if mode != "none":
         model.compile(mode=None if mode == "default" else mode)
     return model

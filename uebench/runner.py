@@ -22,7 +22,7 @@ from uebench.atomic import check_writable_folder
 from uebench.attacks.base import CraftContext
 from uebench.cache import NoiseCache, noise_key
 from uebench.cellkey import cell_key
-from uebench.compute import COMPILE_MODES, device_label, pick_device, prepare_model
+from uebench.compute import check_compile_mode, device_label, pick_device, prepare_model
 from uebench.datasets.base import DataUnavailableError
 from uebench.defenses.compose import check_composition, composed_name
 from uebench.failures import CellFailure, ComponentError, check_crafted
@@ -76,8 +76,7 @@ class CellSpec:
             raise OptionError(f"seed {self.seed} is negative; seeds are integers >= 0")
         if self.drop_poisoned and self.poison_rate >= 1 and not self.poison_classes:
             raise OptionError("--drop-poisoned with every sample poisoned leaves nothing to train on; give --poison-rate < 1 or --poison-classes")
-        if self.compile not in COMPILE_MODES:
-            raise OptionError(f"compile mode {self.compile!r} is not one of {', '.join(COMPILE_MODES)}")
+        check_compile_mode(self.compile)
 
 
 @dataclass

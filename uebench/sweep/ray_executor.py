@@ -94,8 +94,9 @@ def run_ray(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, address: str | 
     bar = reporter.task(f"sweep on Ray ({len(plan.done)} of {len(plan.cells)} cells done before)", total=len(todo))
     pending = {}
     for _, cell in todo:
-        if noise_group(cell) in craft_failed:
-            outcome.fail(cell, craft_failed[noise_group(cell)], reporter, bar)
+        failed = craft_failed.get(noise_group(cell))
+        if failed is not None:
+            outcome.fail(cell, failed, reporter, bar)
         else:
             pending[train.remote(cell.spec, threads)] = cell
     while pending:
