@@ -91,10 +91,19 @@ CATALOGUE = [
     Case("unknown-device", run("--device", "toaster"), 2, ("device 'toaster'",)),
     Case("results-folder-under-a-file", lambda p: (*run()(p), "--out", p.root / "a-file" / "out"), 2,
          ("results folder --out", "is a file")),
+    Case("results-folder-on-proc", lambda p: (*run()(p), "--out", "/proc/uebench-test"), 2,
+         ("results folder --out '/proc/uebench-test' cannot be created or written",)),
+    Case("data-dir-missing", lambda p: (*run()(p), "--data-dir", p.root / "no-such-data"), 2,
+         ("--data-dir", "no-such-data", "does not exist")),
+    Case("sweep-data-dir-missing", lambda p: (*sweep(ONE_CELL)(p), "--data-dir", p.root / "no-such-data"), 2,
+         ("--data-dir", "no-such-data", "does not exist")),
     # matrix files and sweeps
     Case("empty-matrix", sweep(""), 2, ("matrix.toml", "attacks")),
     Case("matrix-key-typo", sweep(ONE_CELL.replace("seeds", "seed")), 2, ("'seed'", "seeds")),
     Case("matrix-unknown-defense", sweep(ONE_CELL.replace("[[attacks]]", 'defenses = ["cutmx"]\n[[attacks]]')), 2, ("cutmx",)),
+    Case("matrix-options-for-a-defense-not-in-use",
+         sweep(ONE_CELL.replace("[[attacks]]", 'defenses = [{use = ["jpeg", "cutmix"], options = {jpg = {quality = 20}}}]\n[[attacks]]')),
+         2, ("matrix.toml:3:", "'jpg'", "['jpeg', 'cutmix']")),
     Case("jobs-zero", sweep(ONE_CELL, "--jobs", "0"), 2, ("--jobs",)),
     Case("unreachable-ray", sweep(ONE_CELL, "--executor", "ray", "--address", "127.0.0.1:1"), 2,
          ("cannot reach the Ray cluster at '127.0.0.1:1'",)),
@@ -186,6 +195,8 @@ def test_bad_input_and_broken_components_fail_cleanly_and_write_nothing(invoke, 
     assert not list(paths.cache.rglob("*.pt")), "noise was cached"
     after = sorted(p.relative_to(paths.root) for p in paths.root.rglob("*") if not p.name.endswith(".lock"))
     created = set(after) - set(before) - {Path("out"), Path("cache"), Path("out/curves"), Path("matrix.toml")}
+    # the dataset's content digest is kept once it is computed (a cache of the data, not a result)
+    created = {p for p in created if p.parts[:3] != ("xdg", "uebench", "digests") and p not in (Path("xdg"), Path("xdg/uebench"))}
     assert not created, f"files appeared: {sorted(map(str, created))}"
 
 
@@ -229,6 +240,7 @@ def test_a_results_folder_without_write_permission_is_bad_input(invoke, tmp_path
 
     locked = tmp_path / "locked"
     locked.mkdir()
+    (tmp_path / "nodata").mkdir()  # --data-dir must exist; bad input is refused before it is read
     real_access = os.access
     monkeypatch.setattr(uebench.atomic.os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
     result = invoke("run", "--protocol", "smoke", "--attack", "none", "--out", locked / "out", "--data-dir", tmp_path / "nodata")

@@ -420,7 +420,8 @@ def test_smoke_cell_with_the_entry_point_attack(invoke, entry_point_env, tmp_pat
     row = json_out(result)
     assert row["attack"] == "ops" and json.loads(row["attack_options"]) == {"pixels": 2, "score": "l1"}
     assert row["noise_key"] == "" and row["noise_cached"] is False  # not cacheable: nothing stored
-    assert row["norm"] == "l0:2" and row["eps"] == caught["noise"].eps
+    assert row["norm"] == "l0:2" and row["l0_max_delta"] == caught["noise"].eps  # eps stays --eps, the key's
+    assert row["eps"] == pytest.approx(8 / 255)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
     x, released = caught["x"], caught["released"].cpu()
     changed = released.ne(x).any(1)  # N×H×W

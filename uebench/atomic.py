@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +30,12 @@ def atomic_write(path: Path, write: Callable[[str], None], suffix: str = ".tmp")
 
 def check_writable_folder(folder: Path, what: str) -> None:
     """Raise ``OSError`` naming ``what`` unless ``folder`` exists as a writable folder or could be
-    created: the nearest existing ancestor must be a folder we may write in.  Creates nothing, so
-    a run refused for another reason leaves no trace."""
+    created: the nearest existing ancestor must be a folder we may write in.  Leaves nothing
+    behind, so a run refused for another reason leaves no trace.
+
+    ``os.access`` alone is not enough: root passes it everywhere, and a pseudo or read-only file
+    system (``/proc``, a read-only mount) says yes and then refuses the write.  So a folder and a
+    file are really made in that ancestor, and removed at once."""
     folder = Path(folder)
     probe = folder
     while not probe.exists():
@@ -41,6 +46,26 @@ def check_writable_folder(folder: Path, what: str) -> None:
         raise NotADirectoryError(f"{what} {str(folder)!r} cannot be a folder: {str(probe)!r} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PermissionError(f"{what} {str(folder)!r} is not writable: no write permission on {str(probe)!r}")
+    _try_writing_in(probe, folder, what)
+
+
+def _try_writing_in(probe: Path, folder: Path, what: str) -> None:
+    """Make a hidden folder in ``probe`` and write a byte into a file inside it, then remove both;
+    an ``OSError`` names ``what``, ``folder`` and the reason."""
+    made = None
+    try:
+        made = tempfile.mkdtemp(dir=probe, prefix=".uebench-write-check-")
+        with open(os.path.join(made, "probe"), "wb") as f:
+            f.write(b"0")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(f"{what} {str(folder)!r} cannot be created or written: making a folder and a file in "
+                      f"{str(probe)!r} failed ({reason}); choose a folder on a writable disk") from None
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -7,6 +7,12 @@ seed count), beside the paper's reported numbers where the paper has the same ce
 CSV it writes the same numbers as bars with error bars (``<protocol>/accuracy.svg``) and every
 run's per-epoch curve (``<protocol>/curves.svg``); the markdown embeds both (``uebench.plots``
 draws them).
+
+A table cell averages rows of one configuration only: rows are grouped by their ``config_key``
+(``uebench.cellkey``: the cell key without the seed), and two configurations that would share
+a label (the same attack, form and defense at another ε, release, victim option, norm, data
+digest or numerics) get the fields that tell them apart in their label.  Each cell shows mean ±
+sd, n and the 95% Student-t interval of the mean.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from uebench.atomic import atomic_write
+from uebench.cellkey import config_key
 
 # Huang et al. 2021, CIFAR-10, ResNet-18 (PAPER.md Tables 1 and 3): (attack label, defense) → %.
 # Table 3's Fast AutoAugment column has no entry: uebench's ``autoaugment`` is AutoAugment's policy.
@@ -89,6 +96,81 @@ PLOTS = (
 )
 
 
+# Fields that make two configurations of one attack label differ without an option saying so:
+# (column, how a label shows its value).
+def _eps_text(value) -> str:
+    value = float(value)
+    return f"{value * 255:.4g}/255"
+
+
+SETTINGS = (
+    ("eps", lambda v: f"eps={_eps_text(v)}"),
+    ("quantized", lambda v: "uint8 release" if str(v).lower() in ("true", "1") else "float noise"),
+    ("norm", lambda v: f"norm={v}"),
+    ("victim_options", lambda v: f"victim {v}"),
+    ("data_digest", lambda v: f"data {str(v)[:8]}"),
+    ("torch_version", lambda v: f"torch {v}"),
+    ("threads", lambda v: f"threads={int(float(v))}" if str(v).strip() not in ("", "nan") else "threads=–"),
+    ("precision", lambda v: str(v)),
+    ("device_type", lambda v: str(v)),
+)
+
+
+def _text(value) -> str:
+    return "" if pd.isna(value) else str(value)
+
+
+def with_config_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``config_key`` on every row (the stored one, else computed from the fields)
+    and ``device_type`` (``cpu`` of ``cpu:1threads``)."""
+    if frame.empty:
+        return frame.assign(config_key=pd.Series(dtype=object), device_type=pd.Series(dtype=object),
+                            configuration=pd.Series(dtype=object))
+    stored = frame["config_key"] if "config_key" in frame else pd.Series("", index=frame.index)
+    computed = [s if isinstance(s, str) and s else config_key({k: v for k, v in row.items() if not _absent(v)})
+                for s, row in zip(stored, frame.to_dict("records"), strict=True)]
+    device = frame["device"] if "device" in frame else pd.Series("", index=frame.index)
+    norm = frame["norm"].map(_text) if "norm" in frame else pd.Series("", index=frame.index)
+    norm = norm.where(norm != "", "linf")  # rows from before the column are all linf
+    # the norm is known only once the noise is (an L0 attack says so when it crafts), so it is
+    # not in the cell key; a board tells configurations apart by both
+    return frame.assign(config_key=computed, device_type=[_text(d).split(":", 1)[0] for d in device], norm=norm,
+                        configuration=[f"{c}:{n}" for c, n in zip(computed, norm, strict=True)])
+
+
+def _absent(value) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def distinguish_settings(frame: pd.DataFrame) -> pd.Series:
+    """Within each table, rows of one attack label that are not one configuration get the
+    settings that differ between them in their label (``random form=sample [eps=16/255]``); a
+    difference no listed field shows gets the configuration's key, so no cell ever averages two
+    configurations."""
+    labels = frame["attack_label"].copy()
+    for _, part in frame.groupby([*GROUP, "attack_label"], sort=False):
+        if part.groupby("defense")["configuration"].nunique().max() < 2:  # each (label, defense) one configuration
+            continue
+        differing = [(c, show) for c, show in SETTINGS if c in part and part[c].map(_text).nunique() > 1]
+        for index, row in part.iterrows():
+            suffix = ", ".join(show(row[c]) for c, show in differing)
+            labels[index] = _append(labels[index], suffix)
+    for _, part in frame.assign(attack_label=labels).groupby([*GROUP, "attack_label", "defense"], sort=False):
+        if part["configuration"].nunique() > 1:
+            for index, row in part.iterrows():
+                labels[index] = _append(labels[index], f"config {row['config_key'][:8]}")
+    return labels
+
+
+def _append(label: str, suffix: str) -> str:
+    """``errmin-pgd form=class [patch=8]`` + ``eps=16/255`` → ``errmin-pgd form=class [patch=8, eps=16/255]``."""
+    if not suffix:
+        return label
+    if label.endswith("]"):
+        return f"{label[:-1]}, {suffix}]"
+    return f"{label} [{suffix}]"
+
+
 def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with an ``attack_label`` column: the label every table row and plot uses."""
     frame = frame.assign(attack_label=frame.apply(attack_label, axis=1) if len(frame) else "")
@@ -99,16 +181,26 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.assign(attack_label=distinguish_variants(frame))
     if "defense_options" in frame:  # defenses of one name with other options are other columns
         frame = frame.assign(defense=distinguish_variants(frame, "defense", "defense_options"))
-    return frame
+    frame = with_config_keys(frame)
+    return frame.assign(attack_label=distinguish_settings(frame)) if len(frame) else frame
 
 
 def current_version(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the newest protocol version in ``frame``: a protocol's numbers change meaning
-    when its version does, so older rows stay in the CSV (history) but are never averaged in."""
+    """The rows of each protocol's current version (``uebench.protocols``; for a protocol it does
+    not know, the newest in ``frame``): a protocol's numbers change meaning when its version
+    does, so older rows stay in the CSV (history) but are never averaged in or shown."""
+    from uebench.protocols import PROTOCOLS
+
     if frame.empty or "protocol_version" not in frame:
         return frame
     versions = pd.to_numeric(frame["protocol_version"], errors="coerce")
-    return frame[versions == versions.max()]
+    names = frame["protocol"] if "protocol" in frame else pd.Series("", index=frame.index)
+    keep = pd.Series(False, index=frame.index)
+    for name in names.unique():
+        mine = names == name
+        current = PROTOCOLS[name].version if name in PROTOCOLS else versions[mine].max()
+        keep |= mine & (versions == current)
+    return frame[keep]
 
 
 def cell_stats(part: pd.DataFrame, column: str = "final_test_acc") -> pd.DataFrame:
@@ -117,7 +209,35 @@ def cell_stats(part: pd.DataFrame, column: str = "final_test_acc") -> pd.DataFra
     bar plot both read these, so they cannot disagree."""
     part = part[part[column].notna()]
     pct = (100 * part[column]).groupby([part["attack_label"], part["defense"]])
-    return pd.DataFrame({"mean": pct.mean(), "sd": pct.std(ddof=1), "n": pct.size()})
+    stats = pd.DataFrame({"mean": pct.mean(), "sd": pct.std(ddof=1), "n": pct.size()})
+    half = stats.apply(lambda s: interval_half_width(s["sd"], int(s["n"])), axis=1) if len(stats) else pd.Series(dtype=float)
+    return stats.assign(ci_low=stats["mean"] - half, ci_high=stats["mean"] + half)
+
+
+def interval_half_width(sd: float, n: int, level: float = 0.95) -> float:
+    """Half the width of the Student-t interval of a mean of ``n`` seeds (NaN for one seed).
+    With n = 3 it is 2.5 sd: three seeds pin a mean down far less than ``± sd`` suggests."""
+    from scipy.stats import t
+
+    if n < 2 or pd.isna(sd):
+        return float("nan")
+    return float(t.ppf(0.5 + level / 2, n - 1) * sd / n**0.5)
+
+
+def compare(a: pd.Series, b: pd.Series) -> dict:
+    """Two cells' per-seed accuracies (%): the difference of the means, its 95% interval and
+    Welch's p-value — whether a leaderboard claim "A recovers more than B" exceeds the spread
+    between seeds (``exceeds_spread``: the interval excludes 0)."""
+    from scipy.stats import ttest_ind
+
+    a, b = pd.Series(a, dtype=float).dropna(), pd.Series(b, dtype=float).dropna()
+    diff = float(a.mean() - b.mean())
+    if min(len(a), len(b)) < 2:
+        return {"difference": diff, "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan"), "exceeds_spread": False}
+    test = ttest_ind(a, b, equal_var=False)
+    ci = test.confidence_interval(0.95)
+    return {"difference": diff, "ci_low": float(ci.low), "ci_high": float(ci.high), "p": float(test.pvalue),
+            "exceeds_spread": bool(ci.low > 0 or ci.high < 0)}
 
 
 def spread(sd: float) -> str:
@@ -142,8 +262,11 @@ def grid(part: pd.DataFrame, column: str = "final_test_acc") -> tuple[list[str],
 
 
 def cell_text(cell) -> str:
-    """``mean ± sd (n=…)`` of one cell's stats; an em dash for a cell without runs."""
-    return "—" if cell is None else f"{cell['mean']:.2f}{spread(cell['sd'])} (n={int(cell['n'])})"
+    """``mean ± sd (n=…; 95% CI lo–hi)`` of one cell's stats; an em dash for a cell without runs."""
+    if cell is None:
+        return "—"
+    interval = "" if pd.isna(cell.get("ci_low", float("nan"))) else f"; CI {cell['ci_low']:.1f}–{cell['ci_high']:.1f}"
+    return f"{cell['mean']:.2f}{spread(cell['sd'])} (n={int(cell['n'])}{interval})"
 
 
 def table(part: pd.DataFrame, protocol: str, column: str = "final_test_acc") -> list[str]:
@@ -170,16 +293,21 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
         "",
         "Generated by `uebench leaderboard build` from `results.csv` beside this file; do not edit.",
         "Clean test accuracy (%) of the victim trained on the poisoned training set: mean ± sample",
-        "standard deviation over seeds (n = number of seeds); lower is a stronger attack. 100% poisoned",
-        "unless the row says otherwise.",
+        "standard deviation over seeds (n = number of seeds; CI = the 95% Student-t interval of the mean,",
+        "from two seeds on); lower is a stronger attack. 100% poisoned unless the row says otherwise.",
+        "Each cell averages the seeds of one configuration (one `config_key`); a label's brackets name",
+        "what sets a configuration apart from another of the same attack.",
         "",
     ]
-    if older:
-        version = frame["protocol_version"].iloc[0]
-        lines += [
-            f"Protocol version {version}; {older} row(s) of older versions stay in `results.csv` but are not shown.",
-            "",
-        ]
+    if len(shown) or older:
+        from uebench.protocols import PROTOCOLS
+
+        version = PROTOCOLS[protocol].version if protocol in PROTOCOLS else shown["protocol_version"].iloc[0]
+        lines += [f"Protocol version {version}" + (f"; {older} row(s) of older versions stay in `results.csv` but are not shown."
+                                                  if older else "."), ""]
+    numerics = numerics_line(frame)
+    if numerics:
+        lines += [numerics, ""]
     for name, alt in PLOTS:
         lines += [f"![{alt}]({protocol}/{name})", ""]
     for key, part in frame.groupby(GROUP, sort=True):
@@ -202,6 +330,18 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def numerics_line(frame: pd.DataFrame) -> str:
+    """Which data and numerics the shown rows ran on (a board's rows reproduce only on these)."""
+    if frame.empty or "torch_version" not in frame:
+        return ""
+    parts = []
+    for column, what in (("data_digest", "data digest"), ("torch_version", "torch"), ("device", "device"), ("precision", "precision")):
+        if column in frame:
+            counts = frame[column].map(_text).value_counts()
+            parts.append(f"{what} " + ", ".join(f"`{v or '?'}` ({n})" for v, n in counts.items()))
+    return "Rows by " + "; ".join(parts) + "."
 
 
 def build(root: Path) -> list[Path]:

@@ -58,6 +58,9 @@ class Protocol:
     # what --precision auto means here: None = bf16 where the hardware has it (GPUs), else fp32;
     # the CPU protocols say fp32, so a row reproduces on any CPU, with or without native bf16
     precision: str | None = None
+    # CPU threads every cell computes on (pinned: a row then reproduces bit for bit on another
+    # machine; ``uebench.numerics``); ``uebench sweep --jobs N`` runs N such cells side by side
+    cpu_threads: int = 1
     # dataset name → the fields that differ for it (the paper trains SVHN 30 epochs, CIFAR-100 100
     # with M = 20, ...); a dataset not named uses the numbers above.  See :meth:`for_dataset`.
     per_dataset: dict = field(default_factory=dict, compare=False)

@@ -16,15 +16,22 @@ from uebench.atomic import atomic_write
 # the per-epoch maximum on the *test* set — what a defender holding the test labels could pick,
 # never a defense.  Rows of protocol versions before cpu v3 / paper v2 call it ``best_test_acc``.
 # ``norm`` is the noise's budget: ``linf`` (``eps`` is --eps) or ``l0:<pixels>`` (pixel positions
-# per image; ``eps`` is then the largest |δ|).  Rows written before it existed are all linf.
+# per image; the largest |δ| is then ``l0_max_delta``, and ``eps`` stays --eps, which the attack
+# ignores but the key holds).  Rows written before ``norm`` existed are all linf.
 # ``compile`` is the torch.compile mode the victim trained under ('' = eager; not part of the
-# cell's identity, like device and precision).
+# cell's identity).  ``config_key`` is the cell key without the seed: rows that share it are one
+# configuration, the only rows a leaderboard cell averages.  ``data_digest`` (the dataset's
+# content, ``uebench.datasets.digest``), ``torch_version``, ``threads`` (CPU threads; '' on an
+# accelerator), ``precision`` and the device's type are identity (``uebench.numerics``).
+# ``inputs``: where the files an attack read were (``from-file``'s path); its options hold the
+# files' content digests instead, so the path is information, not identity.
 COLUMNS = (
-    "run_id", "cell_key", "timestamp", "uebench_version", "git_sha", "protocol", "protocol_version", "dataset",
+    "run_id", "cell_key", "config_key", "timestamp", "uebench_version", "git_sha", "protocol", "protocol_version", "dataset",
     "attack", "attack_options", "eps", "norm", "poison_rate", "poison_classes", "drop_poisoned", "quantized", "defense", "defense_options", "victim",
     "victim_options", "epochs", "seed", "final_test_acc", "selected_epoch", "oracle_best_test_acc", "oracle_best_epoch",
     "final_train_acc", "train_size", "test_size", "craft_seconds", "train_seconds", "device", "precision", "noise_key",
     "noise_cached", "craft_stop_reason", "craft_iterations", "craft_final_error", "compile",
+    "data_digest", "torch_version", "threads", "l0_max_delta", "inputs",
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ from uebench import __version__
 from uebench.atomic import check_writable_folder
 from uebench.attacks.base import CraftContext
 from uebench.cache import NoiseCache, noise_key
-from uebench.cellkey import cell_key
+from uebench.cellkey import cell_key, config_key
 from uebench.compute import check_compile_mode, device_label, pick_device, prepare_model
 from uebench.datasets.base import DataUnavailableError
 from uebench.defenses.compose import check_composition, composed_name
 from uebench.failures import CellFailure, ComponentError, check_crafted
+from uebench.numerics import Numerics, numerics_for
 from uebench.options import OptionError, applied_options, build_options, canonical_json, option_fields, options_dict, options_json
 from uebench.plugins import get_host
 from uebench.poison import poison_mask, release, resolve_classes
@@ -65,6 +67,7 @@ class CellSpec:
     device: str = "auto"
     precision: str = "auto"
     compile: str = "none"  # torch.compile mode for the victim (``compute.COMPILE_MODES``)
+    threads: int | None = None  # CPU threads; None = the protocol's (``uebench.numerics``)
     plugins_dirs: tuple[str, ...] = ()
 
     def validate(self) -> None:
@@ -77,6 +80,8 @@ class CellSpec:
         if self.drop_poisoned and self.poison_rate >= 1 and not self.poison_classes:
             raise OptionError("--drop-poisoned with every sample poisoned leaves nothing to train on; give --poison-rate < 1 or --poison-classes")
         check_compile_mode(self.compile)
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise OptionError(f"threads {self.threads!r}: give a whole number >= 1 (CPU threads a cell computes on)")
 
 
 @dataclass
@@ -91,6 +96,13 @@ class Cell:
     dataset: object
     attack_resolved: object
     poison_classes: tuple[int, ...] = ()
+    numerics: Numerics | None = None  # known before any work: part of the keys
+    data_digest: str = ""  # the dataset's content (``uebench.datasets.digest``)
+
+    @property
+    def provenance(self) -> dict:
+        """What decides this cell's floats besides its settings: the data and the numerics."""
+        return {"data_digest": self.data_digest, **(self.numerics.as_dict() if self.numerics else {})}
 
     @property
     def victim_name(self) -> str:
@@ -156,6 +168,10 @@ def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
         reporter.log(f"[dim]no --protocol given: using [bold]{protocol.name}[/] ({'CUDA found' if torch.cuda.is_available() else 'no GPU'})[/]")
     attack_entry = host.attacks.get(spec.attack)
     defense_entries = [host.defenses.get(name) for name in spec.defenses]
+    stray = sorted(set(spec.defense_options) - {e.name for e in defense_entries} - set(spec.defenses))
+    if stray:  # options for a defense the cell does not use would be dropped without a word
+        raise OptionError(f"defense options for {', '.join(map(repr, stray))}, which the cell does not use "
+                          f"(its defenses: {', '.join(spec.defenses)})")
     victim_entry, victim_arg = host.victims.resolve(spec.victim or protocol.victim)
     dataset_entry = host.datasets.get(spec.dataset)
     attack = attack_entry.cls(build_options(attack_entry.cls.Options, spec.attack_options, f"attack {spec.attack!r}"))
@@ -172,13 +188,16 @@ def prepare(spec: CellSpec, reporter: Reporter = NULL_REPORTER) -> Cell:
         source_entry, source_arg = host.victims.resolve(source)
         source_entry.cls(None, source_arg).check()
     victim.check()
-    protocol.resolve_precision(spec.precision, pick_device(spec.device))  # an unavailable device fails here, before any work
+    device = pick_device(spec.device)  # an unavailable device fails here, before any work
+    numerics = numerics_for(device, protocol.resolve_precision(spec.precision, device), spec.threads or protocol.cpu_threads)
     try:  # a results folder under a file, or without write permission, fails now, not after training
         check_writable_folder(spec.out, "results folder --out")
         check_writable_folder(NoiseCache(spec.cache_dir).folder, "noise cache --cache-dir")
     except OSError as exc:
         raise OptionError(str(exc)) from None
-    return Cell(spec, protocol, attack, defenses, victim, dataset, resolved, poison_classes)
+    # last: the digest reads the dataset once (then kept), or downloads it where it is missing
+    data_digest = dataset.digest(spec.data_dir)
+    return Cell(spec, protocol, attack, defenses, victim, dataset, resolved, poison_classes, numerics, data_digest)
 
 
 def _build_model_factory(host, num_classes, image_shape, device, channels_last=True):
@@ -189,25 +208,57 @@ def _build_model_factory(host, num_classes, image_shape, device, channels_last=T
     return build
 
 
-def noise_fields(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int | None) -> dict:
-    """Everything that determines a cell's noise: hashed into its cache key."""
-    return key_fields(attack.name, attack.revision, applied_options(resolved), dataset, protocol.name, protocol.version,
-                      seed, eps, train_size, __version__)
+def identity_options(attack, resolved) -> dict:
+    """The attack's applied options as its keys and row hold them: each option naming a file the
+    attack reads (``Attack.input_files``) replaced by ``sha256:<digest of the content>``."""
+    options = applied_options(resolved)
+    for name, path in attack.input_files(resolved).items():
+        options[name] = f"sha256:{_content_digest(str(path))}"
+    return options
+
+
+def input_locations(attack, resolved) -> str:
+    """The row's ``inputs`` column: where those files were (information, not identity)."""
+    files = attack.input_files(resolved)
+    return canonical_json({name: str(Path(path).resolve()) for name, path in files.items()}) if files else ""
+
+
+def _content_digest(path: str) -> str:
+    stat = Path(path).stat()
+    return _content_digest_memo(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_digest_memo(path: str, mtime_ns: int, size: int) -> str:
+    from uebench.datasets.digest import path_digest
+
+    return path_digest(Path(path))
+
+
+def noise_fields(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int | None,
+                 provenance: dict | None) -> dict:
+    """Everything that determines a cell's noise: hashed into its cache key.  ``provenance``
+    (``Cell.provenance``): the data's digest and the numerics it is crafted with — a noise
+    crafted on other pixels or on another thread count is another noise."""
+    return key_fields(attack.name, attack.revision, identity_options(attack, resolved), dataset, protocol.name, protocol.version,
+                      seed, eps, train_size, __version__, provenance)
 
 
 def key_fields(attack: str, revision: int, options: dict, dataset: str, protocol: str, protocol_version: int, seed: int,
-               eps: float, train_size: int | None, version: str) -> dict:
-    """:func:`noise_fields` from plain values (``uebench.migrate`` rebuilds older rows' keys with it)."""
+               eps: float, train_size: int | None, version: str, provenance: dict | None = None) -> dict:
+    """:func:`noise_fields` from plain values (``uebench.migrate`` rebuilds older rows' keys with
+    it: without ``provenance``, the key as it was before the data and numerics joined it)."""
     return {
         "attack": attack, "attack_revision": revision, "options": options, "dataset": dataset,
         "protocol": protocol, "protocol_version": protocol_version, "seed": seed, "eps": round(eps, 10),
-        "uebench": version, "train_size": train_size,
+        "uebench": version, "train_size": train_size, **(provenance or {}),
     }
 
 
-def noise_key_of(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int) -> str:
+def noise_key_of(attack, resolved, dataset: str, protocol: Protocol, seed: int, eps: float, train_size: int,
+                 provenance: dict | None) -> str:
     """The noise-cache key."""
-    return noise_key(noise_fields(attack, resolved, dataset, protocol, seed, eps, train_size))
+    return noise_key(noise_fields(attack, resolved, dataset, protocol, seed, eps, train_size, provenance))
 
 
 def noise_identity(fields: dict) -> dict:
@@ -215,13 +266,14 @@ def noise_identity(fields: dict) -> dict:
     the key: a file put under a name it does not belong to (copied, renamed, a colliding key) is
     never served to a cell it was not crafted for."""
     return {"attack": fields["attack"], "dataset": fields["dataset"], "protocol": fields["protocol"],
-            "protocol_version": fields["protocol_version"], "cell_eps": fields["eps"], "seed": fields["seed"]}
+            "protocol_version": fields["protocol_version"], "cell_eps": fields["eps"], "seed": fields["seed"],
+            "data_digest": fields.get("data_digest", ""), "threads": fields.get("threads")}
 
 
 def craft_noise(attack, resolved, ctx: CraftContext, dataset: str, cache_dir: Path | None, reporter: Reporter = NULL_REPORTER):
-    """``attack``'s noise for ``ctx`` (its seed, ε, protocol), from the cache when a valid entry
-    exists: (noise, key, cached, seconds)."""
-    fields = noise_fields(attack, resolved, dataset, ctx.protocol, ctx.seed, ctx.eps, len(ctx.y))
+    """``attack``'s noise for ``ctx`` (its seed, ε, protocol, data and numerics), from the cache
+    when a valid entry exists: (noise, key, cached, seconds)."""
+    fields = noise_fields(attack, resolved, dataset, ctx.protocol, ctx.seed, ctx.eps, len(ctx.y), ctx.provenance)
     key, identity = noise_key(fields), noise_identity(fields)
     if not attack.cacheable:
         start = time.perf_counter()
@@ -294,6 +346,7 @@ def load_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> CellData:
     spec, protocol = cell.spec, cell.protocol
     device = pick_device(spec.device)
     precision = protocol.resolve_precision(spec.precision, device)
+    cell.numerics.apply()  # the pinned CPU thread count, before any arithmetic
     host = get_host(spec.plugins_dirs)
     streams = seed_streams(spec.seed)
     data = cell.dataset.load(spec.data_dir)
@@ -305,7 +358,8 @@ def load_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> CellData:
     # the craft stream also seeds the source model's initial weights
     torch.manual_seed(streams.craft)
     ctx = CraftContext(x_train, y_train, data.num_classes, spec.eps, spec.seed, device, precision, True, protocol,
-                       build_model, streams.generator("craft"), reporter, train_index=train_idx, cache_dir=spec.cache_dir)
+                       build_model, streams.generator("craft"), reporter, train_index=train_idx, cache_dir=spec.cache_dir,
+                       provenance=cell.provenance)
     ctx.craft_other = other_crafter(host, ctx, cell.dataset.name, spec.cache_dir, reporter)
     return CellData(device, precision, streams, data.num_classes, x_train, y_train, x_test, y_test, ctx)
 
@@ -360,10 +414,11 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
     row = {
         "run_id": dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
         "cell_key": cell_key(planned),
+        "config_key": config_key(planned),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
         **planned,
-        "eps": noise.eps if l0 else spec.eps,  # an L0 attack ignores --eps: its largest |δ| (the key keeps --eps)
+        "l0_max_delta": noise.eps if l0 else "",  # an L0 attack ignores --eps: its largest |δ|
         "norm": f"l0:{noise.pixels}" if l0 else "linf",
         "epochs": settings.epochs,
         "final_test_acc": result.final_test_acc,
@@ -376,13 +431,14 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
         "craft_seconds": round(craft_seconds, 2),
         "train_seconds": round(result.seconds, 2),
         "device": device_label(device),
-        "precision": precision,
+        "precision": planned["precision"],
         "noise_key": key,
         "noise_cached": cached,
         "craft_stop_reason": meta.get("stop_reason", ""),
         "craft_iterations": meta.get("iterations", ""),
         "craft_final_error": meta.get("final_error", ""),
         "compile": "" if spec.compile == "none" else spec.compile,
+        "inputs": input_locations(cell.attack, cell.attack_resolved),
     }
     return {column: row[column] for column in COLUMNS}, result.history
 
@@ -397,7 +453,7 @@ def planned_row(cell: Cell) -> dict:
         "protocol_version": protocol.version,
         "dataset": cell.dataset.name,
         "attack": cell.attack.name,
-        "attack_options": canonical_json(applied_options(cell.attack_resolved)),
+        "attack_options": canonical_json(identity_options(cell.attack, cell.attack_resolved)),
         "eps": spec.eps,
         "poison_rate": spec.poison_rate,
         "poison_classes": ",".join(cell.dataset.classes[k] for k in cell.poison_classes),
@@ -408,7 +464,18 @@ def planned_row(cell: Cell) -> dict:
         "victim": cell.victim_name,
         "victim_options": options_json(cell.victim.options),
         "seed": spec.seed,
+        "data_digest": cell.data_digest,
+        "torch_version": cell.numerics.torch_version,
+        "device": numerics_device_label(cell.numerics, pick_device(spec.device)),
+        "threads": "" if cell.numerics.threads is None else cell.numerics.threads,
+        "precision": cell.numerics.precision,
     }
+
+
+def numerics_device_label(numerics: Numerics, device) -> str:
+    """The row's ``device`` as known before any work: ``cpu:1threads`` (the pinned count), or the
+    accelerator's name."""
+    return f"cpu:{numerics.threads}threads" if numerics.threads is not None else device_label(device)
 
 
 def defense_options_json(defenses) -> str:

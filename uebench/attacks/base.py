@@ -33,6 +33,8 @@ class CraftContext:
     # (name, options, seed) → another attack's noise on this data, through the noise cache (the
     # runner sets it; None: composed attacks craft their parts directly)
     craft_other: Callable[[str, dict, int], Noise | None] | None = None
+    # the data's digest and the numerics (``Cell.provenance``): part of every noise-cache key
+    provenance: dict | None = None
 
 
 class Attack:
@@ -63,6 +65,13 @@ class Attack:
     def craft(self, ctx: CraftContext) -> Noise | None:
         """Return the noise for ``ctx.x`` (``None`` = clean data)."""
         raise NotImplementedError
+
+    def input_files(self, resolved) -> dict[str, Path]:
+        """Option name → the file or folder it names, for options that say *where* the attack
+        reads its input.  The keys and the row hold ``sha256:<digest>`` of the content in their
+        place (the path goes to the row's ``inputs`` column): a file changed in place is another
+        cell, the same bytes under another name the same."""
+        return {}
 
     def __repr__(self) -> str:
         from uebench.options import options_dict

@@ -199,6 +199,12 @@ class FromFile(Attack):
             if isinstance(parsed, Path) and not parsed.is_file():
                 raise ValueError(f"indices {self.indices!r}: no such file")
 
+    def input_files(self, resolved) -> dict[str, Path]:
+        files = {"path": Path(resolved.path).expanduser()}
+        if isinstance(parse_indices(resolved.indices), Path):
+            files["indices"] = Path(resolved.indices).expanduser()
+        return files
+
     # --- craft ---------------------------------------------------------------------------------
     def craft(self, ctx: CraftContext) -> Noise:
         o = self.options

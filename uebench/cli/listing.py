@@ -1,5 +1,5 @@
 """``uebench attacks|defenses|victims|datasets list [PATTERN] [--json]``, ``uebench plugins``,
-``uebench protocols list``."""
+``uebench protocols list|indices``, ``uebench leaderboard build|migrate|show``."""
 
 from __future__ import annotations
 
@@ -88,6 +88,67 @@ def _overrides(fields: dict) -> str:
     return ", ".join(f"{names.get(k, k)}={v['model_steps'] if k in names else v}" for k, v in fields.items())
 
 
+@protocols_group.command(name="indices")
+@click.argument("protocol")
+@click.option("--dataset", default="cifar10", show_default=True, help="Dataset name (see `uebench datasets list`).")
+@click.option("--split", default="train", show_default=True, type=click.Choice(["train", "test"]))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the indices here as an int64 .npy (for from-file's -o indices=FILE.npy).")
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False), help="Dataset root, an existing folder (else $UEBENCH_DATA, else ~/.cache/uebench).")
+@click.pass_context
+def protocols_indices(ctx, protocol, dataset, split, out, data_dir):
+    """The dataset indices of PROTOCOL's subset of one split, in the order a cell sees them.
+
+    Noise made elsewhere for the `cpu` or `smoke` subset needs them: its rows go with these
+    images, and `--out FILE.npy` writes what `uebench run --attack from-file -o indices=FILE.npy`
+    reads.  The subset is drawn exactly as `uebench run` draws it (it depends on the protocol
+    alone, not on the run's seed).
+
+    Example: uebench protocols indices smoke --out smoke-train.npy
+    """
+    if out is not None and not out.lower().endswith(".npy"):
+        raise click.BadParameter(f"{out!r} must end in .npy (from-file reads an indices file by that suffix)", param_hint="'--out'")
+    indices, per_class, total = _subset_indices(ctx.find_root().obj["plugins_dirs"], protocol, dataset, split, data_dir)
+    how = (f"stratified, {per_class} per class" if per_class is not None else "the whole split, in dataset order")
+    click.echo(f"protocol {protocol!r}, {dataset} {split} split: {len(indices)} of {total} images ({how})")
+    click.echo(f"indices: {_ends(indices)}")
+    if out is not None:
+        _save_indices(out, indices)
+        click.echo(f"wrote {out} (int64, {len(indices)} entries); use it as: -o indices={out}")
+
+
+def _subset_indices(plugins_dirs, protocol: str, dataset: str, split: str, data_dir):
+    """(indices as int64 numpy, per-class count or None, split size), drawn as ``runner.load_cell``
+    draws them; unknown names fail before any data is read."""
+    from uebench.plugins import get_host
+    from uebench.protocols import get_protocol, stratified_subset
+
+    chosen = get_protocol(protocol).for_dataset(dataset)
+    entry = get_host(plugins_dirs).datasets.get(dataset)
+    data = entry.cls().load(data_dir)
+    y = data.y_train if split == "train" else data.y_test
+    per_class = chosen.train_per_class if split == "train" else chosen.test_per_class
+    try:
+        indices = stratified_subset(y, per_class, chosen.subset_seed)
+    except ValueError as exc:  # a dataset too small for the protocol
+        raise click.ClickException(f"protocol {protocol!r} on {dataset} {split}: {exc}") from None
+    return indices.numpy().astype("int64"), per_class, len(y)
+
+
+def _ends(indices, k: int = 5) -> str:
+    """The first and last ``k`` indices (all of them when there are few)."""
+    shown = [str(int(i)) for i in indices]
+    return ", ".join(shown) if len(shown) <= 2 * k else f"{', '.join(shown[:k])}, …, {', '.join(shown[-k:])}"
+
+
+def _save_indices(out: str, indices) -> None:
+    """``indices`` as a plain .npy (no pickle), written whole or not at all."""
+    import numpy as np
+
+    from uebench.atomic import atomic_write
+
+    atomic_write(out, lambda tmp: np.save(tmp, indices, allow_pickle=False), suffix=".npy")
+
+
 GROUPS.append(protocols_group)
 
 
@@ -127,21 +188,59 @@ def leaderboard_build(root):
 
     from uebench.leaderboard import build
 
+    _check_leaderboard_root(Path(root))
     for path in build(Path(root)):
         click.echo(f"wrote {path}")
 
 
+def _check_leaderboard_root(root) -> None:
+    """A root without any ``<protocol>/results.csv`` would build nothing and exit 0, so a
+    ``uebench run --out`` folder (its ``results.csv`` at the top) passed as ROOT looks like
+    success: say which layout is expected, and how to get a run's rows into it."""
+    if any(root.glob("*/results.csv")):
+        return
+    expected = f"{str(root)!r} holds no <protocol>/results.csv: the layout is ROOT/<protocol>/results.csv (e.g. leaderboards/cpu/results.csv)"
+    if (root / "results.csv").is_file():
+        protocols = _protocols_in(root / "results.csv")
+        named = f"; its rows' protocol: {', '.join(protocols)}" if protocols else ""
+        where = protocols[0] if len(protocols) == 1 else "<protocol-name>"
+        raise click.BadParameter(
+            f"{expected}. It looks like a `uebench run --out` folder (results.csv directly inside{named}): its rows go into "
+            f"ROOT/<protocol-name>/results.csv, so move or copy its results.csv into a folder named after the rows' protocol, "
+            f"e.g. {str(root / where / 'results.csv')!r}, and build again", param_hint="'--root'")
+    raise click.BadParameter(f"{expected}; there is nothing to build", param_hint="'--root'")
+
+
+def _protocols_in(csv) -> list[str]:
+    """The protocol names the rows of ``csv`` carry (empty when it cannot be read as a results file)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(csv, usecols=["protocol"], dtype=str)
+    except (ValueError, OSError):  # pandas parse errors are ValueErrors
+        return []
+    return sorted(frame["protocol"].dropna().unique())
+
+
 @leaderboard_group.command(name="migrate")
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
-def leaderboard_migrate(results):
+@click.option("--assume-torch", default=None, metavar="VERSION",
+              help="The torch release rows without a torch_version column ran under (e.g. 2.14.1, this project's pin).")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Data root holding the dataset copy rows without a data_digest ran on (else $UEBENCH_DATA, the user cache).")
+def leaderboard_migrate(results, assume_torch, data_dir):
     """Rewrite rows of RESULTS (CSV files) written by older uebench so their cell keys match the
     cells today's code plans (see uebench/migrate.py); no measured value changes.  Run it
     before resuming a sweep over older results, or the sweep runs those cells again."""
-    from uebench.migrate import migrate_file
+    from uebench.migrate import Sources, dataset_digests, migrate_file, revision_of, train_size_of
 
+    def found(name, folder, digest):
+        click.echo(f"data_digest of {name}: {digest} (the copy in {folder})")
+
+    src = Sources(revision_of, train_size_of, dataset_digests(data_dir, found), assume_torch)
     for path in results:
         try:
-            changed = migrate_file(path)
+            changed = migrate_file(path, src)
         except ValueError as exc:
             raise click.ClickException(f"{path}: {exc}") from exc
         click.echo(f"{path}: {changed} row(s) migrated")
@@ -157,6 +256,7 @@ def leaderboard_show(dataset, protocol, root, as_json):
     from pathlib import Path
 
     import pandas as pd
+    from rich.markup import escape
 
     from uebench.leaderboard import GROUP, cell_text, current_version, grid, group_title, labelled
 
@@ -167,12 +267,13 @@ def leaderboard_show(dataset, protocol, root, as_json):
         frame = frame[frame["dataset"] == dataset]
         for key, part in frame.groupby(GROUP, sort=True):
             defenses, rows = grid(part)
-            table = Table(title=f"protocol {csv.parent.name} · {group_title(key, quote='')}")
+            # labels carry options in brackets (``jpeg [quality=20]``), which rich would take for markup
+            table = Table(title=escape(f"protocol {csv.parent.name} · {group_title(key, quote='')}"))
             table.add_column("attack")
             for d in defenses:
-                table.add_column(d, justify="right")
+                table.add_column(escape(str(d)), justify="right")
             for label, cells in rows:
-                table.add_row(label, *(cell_text(c) for c in cells))
+                table.add_row(escape(str(label)), *(escape(cell_text(c)) for c in cells))
                 records += [{"protocol": csv.parent.name, **dict(zip(GROUP, key, strict=True)), "attack": label, "defense": d,
                              "mean": round(float(c["mean"]), 4), "sd": None if pd.isna(c["sd"]) else round(float(c["sd"]), 4),
                              "n": int(c["n"])} for d, c in zip(defenses, cells, strict=True) if c is not None]

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from uebench.board_compare import compare_with_board, default_board
 from uebench.compute import COMPILE_MODES, PRECISIONS
 from uebench.options import OptionError, parse_assignments, parse_fraction
 
@@ -39,17 +40,21 @@ class FractionType(click.ParamType):
 @click.option("--drop-poisoned", is_flag=True, help="Train on the clean remainder alone: the poisoned samples are left out (Table 2's comparison).")
 @click.option("--float-noise", is_flag=True, help="Train on x+δ in float instead of the released 8-bit images (quantized by default).")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Attack/defense/victim option (repeatable); prefix attack./defense./victim. if ambiguous.")
-@click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Dataset root (else $UEBENCH_DATA, else ~/.cache/uebench).")
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False), help="Dataset root, an existing folder (else $UEBENCH_DATA, else ~/.cache/uebench).")
 @click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False), help="Folder for results.csv and curves/.")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS), help="auto = the protocol's (fp32 for cpu, cpu-full, smoke), else bf16 on GPUs and bf16-capable CPUs, fp32 elsewhere.")
 @click.option("--compile", "compile_mode", default="none", show_default=True, type=click.Choice(COMPILE_MODES),
               help="torch.compile the victim (reduce-overhead: CUDA graphs on a GPU). Compiling costs tens of seconds; not part of the cell's key.")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="CPU threads the cell computes on; default: the protocol's (1), so the row reproduces bit for bit. Part of the cell's key.")
+@click.option("--board", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Committed results to compare the run with; default: leaderboards/<protocol>/results.csv (cwd, else the checkout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results row as JSON; no progress bars.")
 @click.pass_context
 def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate, poison_classes, drop_poisoned, float_noise, options, data_dir, out, cache_dir,
-        device, precision, compile_mode, as_json):
+        device, precision, compile_mode, threads, board, as_json):
     """Run one cell and append its row to OUT/results.csv.
 
     Example: uebench run --attack errmin-pgd -o form=class --defense jpeg --defense cutmix
@@ -70,7 +75,7 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
         poison_rate=poison_rate, poison_classes=tuple(c for c in poison_classes.split(",") if c.strip()),
         drop_poisoned=drop_poisoned, quantize=not float_noise, attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
         data_dir=data_dir, out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, device=device,
-        precision=precision, compile=compile_mode, plugins_dirs=plugins_dirs,
+        precision=precision, compile=compile_mode, threads=threads, plugins_dirs=plugins_dirs,
     )
     with Reporter(quiet=as_json) as reporter:
         cell = prepare(spec, reporter)
@@ -81,6 +86,17 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
     else:
         Console().print(summary_table(row))
         click.echo(f"row appended to {Path(out) / 'results.csv'}")
+        print_board_comparison(row, Path(board) if board else default_board(row["protocol"]))
+
+
+def print_board_comparison(row: dict, board: Path | None) -> None:
+    """The committed rows of the run's configuration and where the run falls among them."""
+    comparison = compare_with_board(row, board)
+    if comparison is None:
+        return
+    for line in comparison.lines(row):
+        click.echo(line)
+    click.echo(f"(committed rows: {board})")
 
 
 def summary_table(row: dict) -> Table:
@@ -92,7 +108,7 @@ def summary_table(row: dict) -> Table:
         ("dataset", row["dataset"]),
         ("attack", f"{row['attack']} {row['attack_options']}"),
         ("ε / poison rate", (f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255)" if row["norm"] == "linf"
-                             else f"L0, {row['norm'][3:]} pixel(s) per image, max |δ| {row['eps']:.3f}") + f" / {row['poison_rate']:g}"
+                             else f"L0, {row['norm'][3:]} pixel(s) per image, max |δ| {float(row['l0_max_delta']):.3f}") + f" / {row['poison_rate']:g}"
          + (f" of classes {row['poison_classes']}" if row["poison_classes"] else "")
          + (" — poisoned samples dropped, trained on the clean rest" if row["drop_poisoned"] else "")
          + ("" if row["quantized"] else " (float noise, not quantized)")),
@@ -104,7 +120,8 @@ def summary_table(row: dict) -> Table:
         ("train acc (final)", f"{row['final_train_acc'] * 100:.2f}%"),
         ("crafting", f"{row['craft_seconds']:.1f}s" + (" (cached)" if row["noise_cached"] else "")
          + (f", stopped by {row['craft_stop_reason']} after {row['craft_iterations']} iterations, error {row['craft_final_error']:.4f}" if row["craft_stop_reason"] else "")),
-        ("training", f"{row['train_seconds']:.1f}s on {row['device']} ({row['precision']})"),
+        ("training", f"{row['train_seconds']:.1f}s on {row['device']} ({row['precision']}, torch {row['torch_version']})"),
+        ("data", f"digest {row['data_digest']} · config {row['config_key']} · cell {row['cell_key']}"),
     ]
     for name, value in shown:
         table.add_row(name, str(value))

@@ -170,6 +170,28 @@ class Dataset:
         """Fetch the data into ``folder`` in the cache layout; raise on failure (e.g. offline)."""
         raise NotImplementedError(f"dataset {self.name!r} cannot be downloaded automatically")
 
+    def locate(self, data_dir: str | os.PathLike | None = None) -> Path | None:
+        """The first data root's folder holding this dataset in the cache layout, or None."""
+        for root in candidate_roots(data_dir):
+            if has_layout(root / self.name):
+                return root / self.name
+        return None
+
+    def digest(self, data_dir: str | os.PathLike | None = None) -> str:
+        """The content digest of the data :meth:`load` returns (``uebench.datasets.digest``):
+        part of every cell key, so another copy of the dataset is another cell.  Downloads the
+        dataset first where it is not there yet (as :meth:`load` would)."""
+        from uebench.datasets.digest import content_digest, folder_digest
+
+        folder = self.locate(data_dir)
+        if folder is None:
+            self.load(data_dir)  # downloads it, or says where it looked
+            folder = self.locate(data_dir)
+        if folder is None:  # a plugin dataset that loads without the layout: digest the tensors
+            data = self.load(data_dir)
+            return content_digest(*(t.numpy() for t in (data.x_train, data.y_train, data.x_test, data.y_test)))
+        return folder_digest(folder, lambda f: _read_layout_memo(f, _mtime(f)), default_cache_dir())
+
     def load(self, data_dir: str | os.PathLike | None = None, download: bool = True) -> ImageData:
         roots = candidate_roots(data_dir)
         looked = []

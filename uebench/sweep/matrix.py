@@ -24,12 +24,13 @@ drop_poisoned = false
 ```
 
 A defenses entry is a name, a list of names (a composition, applied in order) or a table with
-``use`` (the list) and ``options`` (per defense name).  Every key is checked: an unknown one is an
-error naming it and its line.
+``use`` (the list) and ``options`` (per defense name, each one of ``use``'s).  Every key is
+checked: an unknown one is an error naming it and its line.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from dataclasses import dataclass
@@ -88,6 +89,33 @@ def _unknown(table: dict, allowed: set, where: str, text: str, path: Path) -> No
             raise MatrixError(f"{at}: unknown key {key!r} in {where}; allowed: {', '.join(sorted(allowed))}")
 
 
+def _key_line(text: str, key: str, near: tuple[str, ...] = ()) -> int | None:
+    """The line of ``text`` that uses ``key`` as a key, inline tables too (``{jpg = {...}}``):
+    the first such line that also names every one of ``near`` (the entry it belongs to), else
+    the first.  ``_line`` sees only keys that open a line, and options sit inside inline tables."""
+    pattern = re.compile(rf"(?:^|[\s{{,])[\"']?{re.escape(key)}[\"']?\s*[=.]", re.M)
+    lines = [text.count("\n", 0, m.start()) + 1 for m in pattern.finditer(text)]
+    text_lines = text.splitlines()
+    for line in lines:
+        if all(f'"{n}"' in text_lines[line - 1] or f"'{n}'" in text_lines[line - 1] for n in near):
+            return line
+    return lines[0] if lines else None
+
+
+def _check_options_in_use(use: list[str], options: dict, text: str, path: Path) -> None:
+    """Options for a defense the table does not use would be dropped without a word (a typo such
+    as ``jpg`` for ``jpeg`` runs the cell at the defaults): refuse them, saying where."""
+    allowed = set(use) | {u.partition(":")[0] for u in use}  # a defense ``name:arg`` takes options as ``name``
+    for name in options:
+        if name not in allowed:
+            line = _key_line(text, name, tuple(use))
+            at = f"{path}:{line}" if line else str(path)
+            close = difflib.get_close_matches(name, use, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise MatrixError(f"{at}: defenses options for {name!r}, which is not in use = {list(use)!r}; options may name "
+                              f"only the defenses in use ({', '.join(use)}).{hint}")
+
+
 def _defenses(entries, text: str, path: Path) -> list[tuple[tuple[str, ...], dict]]:
     out = []
     for entry in entries:
@@ -105,6 +133,7 @@ def _defenses(entries, text: str, path: Path) -> list[tuple[tuple[str, ...], dic
             options = entry.get("options", {})
             if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
                 raise MatrixError(f"{path}: defenses options must be {{defense = {{key = value}}}}, got {options!r}")
+            _check_options_in_use(use, options, text, path)
             out.append((tuple(use), options))
         else:
             raise MatrixError(f"{path}: a defenses entry is a name, a list of names or a table {{use, options}}; got {entry!r}")

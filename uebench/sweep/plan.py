@@ -62,7 +62,7 @@ def noise_group(cell: Cell) -> str | None:
     if not cell.attack.cacheable or cell.spec.drop_poisoned or cell.attack.name == "none":
         return None
     fields = noise_fields(cell.attack, cell.attack_resolved, cell.dataset.name, cell.protocol, cell.spec.seed, cell.spec.eps,
-                          train_size=None)
+                          train_size=None, provenance=cell.provenance)
     return json.dumps(fields, sort_keys=True, default=str)
 
 
