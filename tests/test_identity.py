@@ -175,3 +175,20 @@ def test_a_run_is_compared_with_the_committed_rows_of_its_configuration(tmp_path
     assert "threads 1 → 2" in lines[0] and "committed seed 0: 11.46%" in lines[1]
     assert "outside the committed seeds' range, 6.51 points above it" in lines[2]
     assert compare_with_board(dict(BASE, seed=0, attack="errmin-pgd"), board) is None
+
+
+def test_leaderboard_compare_says_whether_two_cells_differ_beyond_the_seed_spread(invoke, tmp_path):
+    board = tmp_path / "cpu" / "results.csv"
+    for seed in range(3):
+        for defense, acc in (("none", 0.20 + 0.01 * seed), ("mixup", 0.21 + 0.01 * seed), ("jpeg", 0.60 + 0.01 * seed)):
+            row = dict(BASE, seed=seed, run_id=f"{defense}{seed}", defense=defense, defense_options=json.dumps({defense: {}}),
+                       final_test_acc=acc)
+            row["cell_key"], row["config_key"] = cell_key(row), config_key(row)
+            append_row(board, row)
+    close = invoke("leaderboard", "compare", "cifar10", "random form=sample / mixup", "random form=sample / none", "--root", tmp_path)
+    assert close.exit_code == 0, close.output
+    assert "difference +1.00 points" in close.output and "does not exceed the seed spread" in close.output
+    far = invoke("leaderboard", "compare", "cifar10", "random form=sample / jpeg", "random form=sample / none", "--root", tmp_path)
+    assert "difference +40.00 points" in far.output and ": exceeds the seed spread" in far.output
+    missing = invoke("leaderboard", "compare", "cifar10", "random form=sample / cutout", "random form=sample / none", "--root", tmp_path)
+    assert missing.exit_code == 2 and "no cell 'random form=sample / cutout'" in missing.output

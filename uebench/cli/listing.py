@@ -289,4 +289,54 @@ def leaderboard_show(dataset, protocol, root, as_json):
         console.print(table)
 
 
+@leaderboard_group.command(name="compare")
+@click.argument("dataset")
+@click.argument("first")
+@click.argument("second")
+@click.option("--protocol", default="cpu", show_default=True, help="The board to read.")
+@click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--victim", default=None, help="The table's victim (default: the only one with both cells).")
+def leaderboard_compare(dataset, first, second, protocol, root, victim):
+    """Whether two cells of a board differ by more than the spread between seeds.
+
+    FIRST and SECOND are 'ATTACK LABEL / DEFENSE' as the table shows them, e.g.
+    uebench leaderboard compare cifar10 'errmin-pgd form=sample / mixup' 'errmin-pgd form=sample / cutout'
+    (fully poisoned tables only).  Prints both cells, the difference of their means with its 95%
+    interval and Welch's p-value.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from uebench.leaderboard import compare, current_version, labelled
+
+    csv = Path(root) / protocol / "results.csv"
+    if not csv.is_file():
+        raise click.BadParameter(f"no {csv}", param_hint="--protocol/--root")
+    frame = labelled(current_version(pd.read_csv(csv)))
+    frame = frame[(frame["dataset"] == dataset) & (frame["poison_rate"] == 1.0) & (frame["poison_classes"] == "") & ~frame["drop_poisoned"]]
+    if victim:
+        frame = frame[frame["victim"] == victim]
+    values = []
+    for text in (first, second):
+        label, slash, defense = text.rpartition("/")
+        if not slash:
+            raise click.BadParameter(f"{text!r}: write 'ATTACK LABEL / DEFENSE'", param_hint="FIRST/SECOND")
+        cell = frame[(frame["attack_label"] == label.strip()) & (frame["defense"] == defense.strip())]
+        if cell.empty:
+            known = sorted({f"{a} / {d}" for a, d in zip(frame["attack_label"], frame["defense"], strict=True)})
+            raise click.BadParameter(f"no cell {text!r} in {csv}; cells: {'; '.join(known[:12])}{' …' if len(known) > 12 else ''}",
+                                     param_hint="FIRST/SECOND")
+        if cell["victim"].nunique() > 1:
+            raise click.BadParameter(f"{text!r} is in tables of several victims ({', '.join(sorted(cell['victim'].unique()))}): "
+                                     f"give --victim", param_hint="--victim")
+        values.append(100 * cell["final_test_acc"].astype(float))
+        click.echo(f"{text.strip()}: {values[-1].mean():.2f} ± {values[-1].std(ddof=1):.2f}% (n={len(values[-1])}; seeds "
+                   f"{', '.join(f'{v:.1f}' for v in values[-1])})")
+    c = compare(*values)
+    verdict = "exceeds the seed spread" if c["exceeds_spread"] else "does not exceed the seed spread"
+    click.echo(f"difference {c['difference']:+.2f} points, 95% CI {c['ci_low']:+.2f} to {c['ci_high']:+.2f}, "
+               f"Welch p = {c['p']:.3g}: {verdict}")
+
+
 GROUPS.append(leaderboard_group)
