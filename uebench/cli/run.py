@@ -9,7 +9,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from uebench.board_compare import compare_with_board, default_board
 from uebench.compute import COMPILE_MODES, PRECISIONS
 from uebench.options import OptionError, parse_assignments, parse_fraction
 
@@ -86,11 +85,15 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
     else:
         Console().print(summary_table(row))
         click.echo(f"row appended to {Path(out) / 'results.csv'}")
-        print_board_comparison(row, Path(board) if board else default_board(row["protocol"]))
+        print_board_comparison(row, Path(board) if board else None)
 
 
 def print_board_comparison(row: dict, board: Path | None) -> None:
-    """The committed rows of the run's configuration and where the run falls among them."""
+    """The committed rows of the run's configuration and where the run falls among them
+    (``board`` None: the committed board of the row's protocol, where there is one)."""
+    from uebench.board_compare import compare_with_board, default_board  # pandas: only after a run
+
+    board = board or default_board(row["protocol"])
     comparison = compare_with_board(row, board)
     if comparison is None:
         return
