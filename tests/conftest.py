@@ -168,6 +168,7 @@ def make_ctx(n_per_class=2, num_classes=10, eps=8 / 255, protocol="smoke", seed=
         return entry.cls(None, arg).build(num_classes, tuple(x.shape[1:]))
 
     return CraftContext(
-        x, y, num_classes, eps, seed, torch.device("cpu"), "fp32", channels_last,
-        get_protocol(protocol), build, torch.Generator().manual_seed(seed),
+        x=x, y=y, num_classes=num_classes, eps=eps, seed=seed, device=torch.device("cpu"), precision="fp32",
+        channels_last=channels_last, protocol=get_protocol(protocol), build_model=build,
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -296,7 +296,8 @@ def test_a_compiled_victim_trains_like_the_eager_one():
     compiled = _tiny_model()
     keys = list(compiled.state_dict())
     settings = dataclasses.replace(SETTINGS, epochs=2, compile="default")
-    trainer = Trainer(compiled, _data(), settings, [], torch.Generator().manual_seed(0), torch.Generator().manual_seed(1), torch.device("cpu"))
+    trainer = Trainer(compiled, _data(), settings, [], torch.Generator().manual_seed(0), torch.Generator().manual_seed(1),
+                      torch.device("cpu"))
     result = trainer.fit(*_test_set())
     for a, b in zip(eager.history, result.history, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)

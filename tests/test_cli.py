@@ -38,7 +38,8 @@ def test_attacks_list_json(invoke):
 
 @pytest.mark.parametrize(
     "pattern, expected",
-    [("err*", ["errmax-pgd", "errmax-universal", "errmin-adam", "errmin-pgd"]), ("*", None), ("r?ndom", ["random"]), ("nothing*", [])],
+    [("err*", ["errmax-pgd", "errmax-universal", "errmin-adam", "errmin-pgd"]), ("*", None), ("r?ndom", ["random"]),
+     ("nothing*", [])],
 )
 def test_attacks_list_pattern(invoke, pattern, expected):
     names = [r["name"] for r in json_out(invoke("attacks", "list", pattern, "--json"))]
@@ -236,7 +237,8 @@ def test_leaderboard_show_prints_the_committed_tables(invoke):
     assert cell["protocol"] == "cpu" and cell["n"] >= 1 and 0 < cell["mean"] <= 100
     human = invoke("leaderboard", "show", "cifar10", "--protocol", "cpu", "--root", REPO / "leaderboards")
     assert human.exit_code == 0 and "errmin-pgd form=class" in human.stdout
-    assert "no rows for dataset 'svhn'" in assert_clean_error(invoke("leaderboard", "show", "svhn", "--root", REPO / "leaderboards"), 1)
+    assert "no rows for dataset 'svhn'" in assert_clean_error(
+        invoke("leaderboard", "show", "svhn", "--root", REPO / "leaderboards"), 1)
 
 
 def test_help_lists_protocols_from_the_registry(invoke):

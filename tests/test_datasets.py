@@ -335,7 +335,8 @@ def test_imagenet_subset_val_classes_must_match_train(tmp_path):
 def test_imagenet_subset_flat_val_folder_gets_a_hint(tmp_path):
     root = _fake_imagenet(tmp_path / "in", n_train=lambda k: 1, n_val=0, classes=WNIDS, val_classes=())
     _png(root / "val" / "ILSVRC2012_val_00000001.JPEG", (1, 2, 3))
-    with pytest.raises(DataUnavailableError, match=r"100 missing in val \(n01440764, .* 95 more\).*official flat validation layout"):
+    with pytest.raises(DataUnavailableError,
+                       match=r"100 missing in val \(n01440764, .* 95 more\).*official flat validation layout"):
         select_subset(root)
 
 
@@ -365,16 +366,18 @@ def test_imagenet_subset_undecodable_file_is_named(tmp_path, roots):
 def test_the_paper_protocol_takes_each_datasets_own_epochs_and_m(dataset, epochs, model_steps, monkeypatch):
     """Table 1's schedule: epochs 30 SVHN / 60 CIFAR-10 / 100 CIFAR-100 and ImageNet subset; M = 10 /
     20 / 100 — reaching the cell (its training settings and its crafting options, hence its noise key).
-    Only CIFAR-10 is on this machine: the others' content digest (which prepare reads) is stubbed."""
+    Only CIFAR-10 is on this machine: the others' content digest and size (which prepare reads) are stubbed."""
+    from uebench.cell import CellSpec, RunSettings, prepare
     from uebench.datasets.base import Dataset
-    from uebench.runner import CellSpec, prepare
 
     if dataset != "cifar10":
         monkeypatch.setattr(Dataset, "digest", lambda self, data_dir=None: "not-on-this-machine")
-    cell = prepare(CellSpec(attack="errmin-pgd", dataset=dataset, protocol="paper", device="cpu", attack_options={"form": "class"}))
+        monkeypatch.setattr(Dataset, "train_count", lambda self, data_dir=None: 1000)
+    cell = prepare(CellSpec(attack="errmin-pgd", dataset=dataset, protocol="paper", attack_options={"form": "class"}),
+                   RunSettings(device="cpu"))
     assert (cell.protocol.name, cell.protocol.version) == ("paper", 2)
     assert cell.protocol.train_settings("fp32").epochs == epochs
-    assert cell.attack_resolved.model_steps == model_steps
+    assert cell.resolved.model_steps == model_steps
 
 
 def test_the_cpu_protocols_use_one_schedule_for_every_dataset():

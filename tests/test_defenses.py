@@ -16,7 +16,8 @@ from uebench.options import OptionError
 from uebench.plugins import get_host
 from uebench.train import TrainData, Trainer, TrainSettings
 
-DEFENSES = ["adv-train", "autoaugment", "bit-depth", "cutmix", "cutout", "early-stop", "grayscale", "jpeg", "mixup", "none", "ueraser"]
+DEFENSES = ["adv-train", "autoaugment", "bit-depth", "cutmix", "cutout", "early-stop", "grayscale", "jpeg", "mixup", "none",
+            "ueraser"]
 
 
 def make(name, **options):
@@ -220,6 +221,7 @@ def test_every_defense_trains_a_smoke_cell(invoke, tmp_path, defenses):
 
 
 def test_bad_composition_on_the_command_line_exits_2_before_any_work(invoke, tmp_path):
-    result = invoke("run", "--protocol", "smoke", "--attack", "none", "--defense", "mixup", "--defense", "cutmix", "--out", tmp_path / "out")
+    result = invoke("run", "--protocol", "smoke", "--attack", "none", "--defense", "mixup", "--defense", "cutmix",
+                    "--out", tmp_path / "out")
     assert "mixup and cutmix do not compose" in assert_clean_error(result, 2)
     assert not (tmp_path / "out").exists()

@@ -10,14 +10,15 @@ import csv
 import json
 import textwrap
 
+import pandas as pd
 import pytest
 from test_plugins_dir import GOOD
 
 from conftest import json_out, require_data
-from uebench.cache import NoiseCache
 from uebench.cli import cli
+from uebench.craft.cache import NoiseCache
 from uebench.protocols import get_protocol
-from uebench.results import COLUMNS, read_results
+from uebench.results import COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -78,13 +79,13 @@ def test_errmin_cell_schema_and_noise_cache(invoke, tmp_path):
     with open(out / "results.csv", newline="") as f:
         header = next(csv.reader(f))
     assert header == list(COLUMNS)
-    frame = read_results(out / "results.csv")
+    frame = pd.read_csv(out / "results.csv")
     assert frame["run_id"].tolist() == [first["run_id"], second["run_id"]]
     assert frame["noise_cached"].tolist() == [False, True]
     assert not list(out.glob("*.tmp"))
     curves = sorted((out / "curves").glob("*.csv"))
     assert [c.stem for c in curves] == sorted([first["run_id"], second["run_id"]])
-    curve = read_results(curves[0])
+    curve = pd.read_csv(curves[0])
     assert curve["epoch"].tolist() == list(range(1, get_protocol("smoke").epochs + 1))
 
     # a corrupted cache entry is discarded and crafted again (never a crash, never reused)
@@ -93,7 +94,7 @@ def test_errmin_cell_schema_and_noise_cache(invoke, tmp_path):
     third = json_out(invoke(*args))
     assert third["noise_cached"] is False and third["noise_key"] == first["noise_key"]
     assert NoiseCache(cache).get(first["noise_key"])[1] is None  # rewritten, valid again
-    assert len(read_results(out / "results.csv")) == 3
+    assert len(pd.read_csv(out / "results.csv")) == 3
 
 
 def test_random_classwise_noise_cutmix_partial_poisoning(invoke, tmp_path):
@@ -108,7 +109,7 @@ def test_random_classwise_noise_cutmix_partial_poisoning(invoke, tmp_path):
     assert row["poison_rate"] == 0.5 and row["eps"] == pytest.approx(EPS)
     assert row["noise_key"] == "" and row["noise_cached"] is False  # random noise is not cached
     assert row["craft_stop_reason"] == "" and row["craft_iterations"] == ""
-    assert read_results(out / "results.csv")["defense"].tolist() == ["cutmix"]
+    assert pd.read_csv(out / "results.csv")["defense"].tolist() == ["cutmix"]
 
 
 def test_plugins_dir_attack_runs(invoke, tmp_path):
@@ -134,7 +135,7 @@ def test_poison_scope_by_class_and_the_clean_remainder(invoke, tmp_path):
     rest = json_out(invoke(*common, "--poison-rate", "0.8", "--drop-poisoned"))
     assert rest["drop_poisoned"] is True and rest["train_size"] == 100  # the clean 20% alone
     assert rest["noise_key"] == "" and rest["craft_seconds"] == 0  # no noise needed for what is dropped
-    frame = read_results(out / "results.csv")
+    frame = pd.read_csv(out / "results.csv")
     assert frame["poison_classes"].fillna("").tolist() == ["bird,cat", ""]
 
 

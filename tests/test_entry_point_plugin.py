@@ -16,13 +16,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from conftest import build_wheel, can_build_from_source, json_out, require_data
-from uebench.cache import NoiseCache
+from uebench.craft.cache import NoiseCache
 from uebench.plugins import BUILTIN_PLUGINS
-from uebench.results import COLUMNS, read_results
+from uebench.results import COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +192,7 @@ def test_run_cell_with_entry_point_attack(invoke, tmp_path):
     assert row["attack"] == "const-noise"
     assert json.loads(row["attack_options"]) == {"sign": -1.0}
     assert row["noise_cached"] is False and row["noise_key"]
-    assert read_results(tmp_path / "out" / "results.csv")["attack"].tolist() == ["const-noise"]
+    assert pd.read_csv(tmp_path / "out" / "results.csv")["attack"].tolist() == ["const-noise"]
     # the noise the plugin crafted went through the cache: class-wise, constant, sign flipped
     noise, why = NoiseCache(tmp_path / "cache").get(row["noise_key"])
     assert why is None and noise.form == "class" and noise.delta.shape == (10, 3, 32, 32)

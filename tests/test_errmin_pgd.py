@@ -309,6 +309,7 @@ def test_stop_error_is_measured_on_the_crafting_set_with_the_noise_applied():
     with torch.no_grad():
         noisy = (crafter.frozen((x + crafter.delta[ctx.y[index]]).clamp(0, 1)).argmax(1) != ctx.y[index]).float().mean().item()
         clean = (crafter.frozen(x).argmax(1) != ctx.y[index]).float().mean().item()
-        whole = (crafter.frozen((to_unit_float(ctx.x) + crafter.delta[ctx.y]).clamp(0, 1)).argmax(1) != ctx.y).float().mean().item()
+        whole = (crafter.frozen((to_unit_float(ctx.x) + crafter.delta[ctx.y]).clamp(0, 1)).argmax(1)
+                 != ctx.y).float().mean().item()
     assert error == pytest.approx(noisy)
     assert noisy != clean and noisy != whole  # the setup tells the three apart

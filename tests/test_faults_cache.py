@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from conftest import require_data
-from uebench.cache import NoiseCache
+from uebench.cell import CellSpec, RunSettings, prepare
+from uebench.craft.cache import NoiseCache
+from uebench.craft.crafting import craft as craft_request
 from uebench.noise import save_noise
 from uebench.progress import Reporter
-from uebench.runner import CellSpec, craft_noise, load_cell, prepare
+from uebench.runner import load_cell
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -38,17 +40,18 @@ class Recorder(Reporter):
 def crafted(tmp_path):
     """A smoke cell's noise, crafted into a fresh cache: (cell, loaded data, cache, key, noise)."""
     require_data()
-    spec = CellSpec(attack="errmin-pgd", protocol="smoke", attack_options={"form": "class", "max_iters": "1"},
-                    out=tmp_path / "out", cache_dir=tmp_path / "cache")
-    cell = prepare(spec)
+    spec = CellSpec(attack="errmin-pgd", protocol="smoke", attack_options={"form": "class", "max_iters": "1"})
+    settings = RunSettings(out=tmp_path / "out", cache_dir=tmp_path / "cache")
+    cell = prepare(spec, settings)
     loaded = load_cell(cell)
     noise, key, cached, _ = craft(cell, loaded.ctx)
-    assert not cached and NoiseCache(spec.cache_dir).path(key).is_file()
-    return cell, loaded, NoiseCache(spec.cache_dir), key, noise
+    assert not cached and NoiseCache(settings.cache_dir).path(key).is_file()
+    return cell, loaded, NoiseCache(settings.cache_dir), key, noise
 
 
-def craft(cell, ctx, dataset="cifar10", reporter=None):
-    return craft_noise(cell.attack, cell.attack_resolved, ctx, dataset, cell.spec.cache_dir, reporter or Recorder())
+def craft(cell, ctx, reporter=None):
+    crafted = craft_request(cell.noise, ctx, cell.settings.cache_dir, reporter or Recorder())
+    return crafted.noise, crafted.key, crafted.cached, crafted.seconds
 
 
 def _rewrite(path, change):
@@ -91,23 +94,25 @@ def test_a_file_of_another_eps_dataset_or_protocol_version_is_never_served(craft
     stored inside it."""
     cell, loaded, cache, key, _ = crafted
     ctx = loaded.ctx
-    others = {
-        "eps": dataclasses.replace(ctx, eps=4 / 255),
-        "protocol_version": dataclasses.replace(ctx, protocol=dataclasses.replace(ctx.protocol, version=ctx.protocol.version + 1)),
+    protocol = dataclasses.replace(ctx.protocol, version=ctx.protocol.version + 1)
+    others = {  # (the other cell's noise request, the context it crafts in)
+        "eps": (cell.noise.at(eps=4 / 255), dataclasses.replace(ctx, eps=4 / 255)),
+        "protocol_version": (cell.noise.at(protocol_version=protocol.version), dataclasses.replace(ctx, protocol=protocol)),
+        "dataset": (cell.noise.at(dataset="cifar10-copy"), ctx),
     }
-    for what, other_ctx in [*others.items(), ("dataset", ctx)]:
-        dataset = "cifar10-copy" if what == "dataset" else "cifar10"
+    for what, (request, other_ctx) in others.items():
+        other = dataclasses.replace(cell, noise=request)
         # another cell: it crafts its own noise under its own key
-        other_noise, other_key, cached, _ = craft(cell, other_ctx, dataset=dataset)
+        other_noise, other_key, cached, _ = craft(other, other_ctx)
         assert other_key != key and not cached, what
         # the original file copied under the other cell's name: refused (wrong key)
         cache.path(other_key).write_bytes(cache.path(key).read_bytes())
         recorder = Recorder()
-        _, _, cached, _ = craft(cell, other_ctx, dataset=dataset, reporter=recorder)
+        _, _, cached, _ = craft(other, other_ctx, reporter=recorder)
         assert not cached and any(f"key={key!r}" in line for line in recorder.lines), (what, recorder.lines)
         # forged: the original noise saved with the other key in its metadata — the identity inside refuses it
         forged = dataclasses.replace(loaded_noise := cache.get(key)[0], meta={**loaded_noise.meta, "key": other_key})
         save_noise(forged, cache.path(other_key))
         recorder = Recorder()
-        _, _, cached, _ = craft(cell, other_ctx, dataset=dataset, reporter=recorder)
+        _, _, cached, _ = craft(other, other_ctx, reporter=recorder)
         assert not cached and any("identity=" in line for line in recorder.lines), (what, recorder.lines)

@@ -3,10 +3,11 @@
 One uninterrupted run of a small ``smoke`` sweep (crafting included) is the reference and sets
 the time scale T: when its last row was written.  Each trial starts the same sweep in a fresh
 results folder and noise cache, kills it ``uniform(0.3, 1.0)·T`` seconds in (late startup,
-crafting, training, writing — wherever that lands), and checks what the kill left: the CSV parses, no row is duplicated or half-written, every
-noise file under a cache name is valid.  Then it reruns the sweep and checks that the rerun did
-exactly the missing cells, that no temp file is left, and that the results equal the reference's
-(same cells, same accuracies: CPU runs are deterministic).  ``pytest -s`` prints what each kill hit.
+crafting, training, writing — wherever that lands), and checks what the kill left: the CSV parses,
+no row is duplicated or half-written, every noise file under a cache name is valid.  Then it reruns
+the sweep and checks that the rerun did exactly the missing cells, that no temp file is left, and
+that the results equal the reference's (same cells, same accuracies: CPU runs are deterministic).
+``pytest -s`` prints what each kill hit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, require_data
-from uebench.cache import NoiseCache
+from uebench.craft.cache import NoiseCache
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -114,13 +115,15 @@ def test_a_sweep_killed_at_ten_random_moments_resumes_to_the_uninterrupted_resul
         orphans = _temp_files(out, cache)
 
         rerun_rows, _, _ = _sweep(matrix, out, cache)
-        assert sorted(r["cell_key"] for r in rerun_rows) == sorted(planned - set(partial["cell_key"])), "the rerun did other cells than the missing ones"
+        assert sorted(r["cell_key"] for r in rerun_rows) == sorted(planned - set(partial["cell_key"])), \
+            "the rerun did other cells than the missing ones"
         done = _rows(out).set_index("cell_key").sort_index()
         assert done.index.is_unique and list(done.index) == list(reference.index)
         assert done["final_test_acc"].tolist() == reference["final_test_acc"].tolist()
         assert len(list((out / "curves").glob("*.csv"))) == len(planned)
         assert not _temp_files(out, cache), "temp files outlived the rerun"
-        report.append((trial, f"{delay:.2f}s", "killed" if killed else "finished first", len(partial), len(noise_files), len(orphans)))
+        report.append((trial, f"{delay:.2f}s", "killed" if killed else "finished first", len(partial), len(noise_files),
+                       len(orphans)))
 
     print(f"\nreference sweep: last row at {seconds:.1f}s, {len(planned)} cells")
     print("trial  kill at  outcome          rows then  noise files then  temp files then")

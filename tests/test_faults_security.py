@@ -37,8 +37,8 @@ def test_same_seed_same_noise_bytes_and_accuracy_in_two_fresh_processes(tmp_path
     for run in range(2):
         cache, out = tmp_path / f"cache{run}", tmp_path / f"out{run}"
         env = {**os.environ, "UEBENCH_CACHE": str(cache)}
-        command = [sys.executable, "-m", "uebench.cli", "run", "--protocol", "smoke", "--attack", "errmin-pgd", "--defense", "cutout",
-                   "--seed", "3", "--out", str(out), "--json"]
+        command = [sys.executable, "-m", "uebench.cli", "run", "--protocol", "smoke", "--attack", "errmin-pgd",
+                   "--defense", "cutout", "--seed", "3", "--out", str(out), "--json"]
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=600)
         assert done.returncode == 0, done.stderr.decode()[-3000:]
         row = json.loads(done.stdout.decode().splitlines()[-1])

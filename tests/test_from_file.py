@@ -27,8 +27,10 @@ def ctx_for(n_per_class=2, num_classes=10, eps=EPS, x=None, y=None, train_index=
     """A CraftContext over synthetic uint8 images (no model is ever built by from-file)."""
     if x is None:
         x, y = synthetic_batch(n_per_class, num_classes, size=size)
-    ctx = CraftContext(x, y, num_classes, eps, 0, torch.device("cpu"), "fp32", False, get_protocol("smoke"),
-                       lambda name: pytest.fail("from-file must not build a model"), torch.Generator().manual_seed(0))
+    ctx = CraftContext(x=x, y=y, num_classes=num_classes, eps=eps, seed=0, device=torch.device("cpu"), precision="fp32",
+                       channels_last=False, protocol=get_protocol("smoke"),
+                       build_model=lambda name: pytest.fail("from-file must not build a model"),
+                       generator=torch.Generator().manual_seed(0))
     if train_index is not None:
         ctx.train_index = train_index
     return ctx
@@ -190,7 +192,8 @@ def test_train_index_maps_a_file_covering_the_first_k_images(tmp_path):
     # an image of the subset the file does not cover
     ctx_out = ctx_for(num_classes=5, x=x_full[torch.tensor([2, 26])], y=y_full[torch.tensor([2, 26])],
                       train_index=torch.tensor([2, 26]))
-    with pytest.raises(OptionError, match=r"no row for 1 of the subset's 2 training images \(dataset indices e.g. \[26\]\).*0\.\.24"):
+    with pytest.raises(OptionError,
+                       match=r"no row for 1 of the subset's 2 training images \(dataset indices e.g. \[26\]\).*0\.\.24"):
         attack(tmp_path / "first25.npy").craft(ctx_out)
 
 
@@ -495,3 +498,89 @@ def test_class_map_transfers_class_noise_from_another_dataset(tmp_path):
         FromFile(FromFile.Options(path=str(small), class_map="imagenet-cifar10")).craft(ctx)
     with pytest.raises(OptionError, match="is not TARGET=SOURCE"):
         build_options(FromFile.Options, {"path": str(path), "class_map": "bird=hummingbird"})
+
+
+# --- the resolved form: what the cell's key and its row's label name -------------------------
+
+
+def _label(attack_impl, resolved) -> str:
+    """The leaderboard label of a row whose attack options are ``resolved``."""
+    import pandas as pd
+
+    from uebench.options import applied_options, canonical_json
+    from uebench.stats import attack_label
+
+    return attack_label(pd.Series({"attack": attack_impl.name, "attack_options": canonical_json(applied_options(resolved))}))
+
+
+def test_resolve_records_the_form_the_files_header_decides(tmp_path):
+    """``form=auto`` is made concrete before crafting wherever the file's header decides it, so a
+    row's label says ``form=class`` for a class-wise file, not ``form=auto``."""
+    from uebench.datasets.cifar10 import Cifar10
+
+    smoke = get_protocol("smoke")
+    torch.save(random_delta(10, (3, SIZE, SIZE)), tmp_path / "classwise.pt")
+    np.save(tmp_path / "samplewise.npy", random_delta(500, (3, SIZE, SIZE)).numpy())
+    np.savez(tmp_path / "images.npz", x_poison=np.zeros((500, SIZE, SIZE, 3), np.uint8), labels=np.zeros(500, np.int64))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    write_png(torch.zeros(3, SIZE, SIZE, dtype=torch.uint8), str(folder / "0.png"))
+    torch.save(random_delta(1000, (3, SIZE, SIZE)), tmp_path / "imagenet.pt")
+
+    classwise = attack(tmp_path / "classwise.pt")
+    resolved = classwise.resolve(smoke, EPS, dataset=Cifar10())
+    assert resolved.form == "class" and _label(classwise, resolved) == "from-file form=class"
+    assert attack(tmp_path / "samplewise.npy").resolve(smoke, EPS, dataset=Cifar10()).form == "sample"
+    assert attack(tmp_path / "classwise.pt").resolve(get_protocol("paper"), EPS, dataset=Cifar10()).form == "class"
+    # poisoned images and folders are sample-wise, a class map class-wise: no dataset needed
+    assert attack(tmp_path / "images.npz", key="x_poison").resolve(smoke, EPS).form == "sample"
+    assert attack(folder).resolve(smoke, EPS).form == "sample"
+    assert attack(tmp_path / "imagenet.pt", class_map="imagenet-cifar10").resolve(smoke, EPS).form == "class"
+    # undecided: a δ without the dataset, or an explicit form, keeps what was given
+    assert classwise.resolve(smoke, EPS).form == "auto"
+    assert attack(tmp_path / "classwise.pt", form="sample").resolve(smoke, EPS, dataset=Cifar10()).form == "sample"
+    assert classwise.options.form == "auto"  # resolve returns a copy
+
+
+def test_resolve_reads_headers_only_and_leaves_unreadable_files_to_craft(tmp_path, monkeypatch):
+    """The header is read without loading the values (np.load and a plain torch.load are never
+    called), and a file whose header says nothing decides nothing: craft reports what is wrong."""
+    np.save(tmp_path / "images.npy", np.zeros((500, SIZE, SIZE, 3), np.uint8))
+    torch.save(torch.zeros(500, 3, SIZE, SIZE, dtype=torch.uint8), tmp_path / "images.pt")
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")
+    real_load = torch.load
+
+    def mapped_only(*args, **kwargs):
+        assert kwargs.get("mmap") and kwargs.get("weights_only"), "resolve must only map a .pt, never read or unpickle it"
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("resolve read the array"))
+    monkeypatch.setattr(torch, "load", mapped_only)
+    smoke = get_protocol("smoke")
+    assert attack(tmp_path / "images.npy").resolve(smoke, EPS).form == "sample"
+    assert attack(tmp_path / "images.pt").resolve(smoke, EPS).form == "sample"
+    assert attack(tmp_path / "broken.npy").resolve(smoke, EPS).form == "auto"
+    monkeypatch.undo()
+    with pytest.raises(OptionError, match="not a readable .npy"):
+        attack(tmp_path / "broken.npy").craft(ctx_for())
+
+
+def test_craft_keeps_to_the_form_the_cell_resolved(tmp_path):
+    """The runner hands the resolved options on (``ctx.options``): the noise is of the form the
+    key names, or crafting fails; it never silently becomes the other form."""
+    ctx = ctx_for(n_per_class=2)  # 20 images of 10 classes
+    torch.save(random_delta(10, (3, SIZE, SIZE)), tmp_path / "ten.pt")
+    chosen = attack(tmp_path / "ten.pt")
+    ctx.options = dataclasses.replace(chosen.options, form="class")
+    assert chosen.craft(ctx).form == "class"
+    ctx.options = dataclasses.replace(chosen.options, form="sample")
+    with pytest.raises(OptionError, match="10 rows of sample-wise noise"):
+        chosen.craft(ctx)
+
+
+def test_a_class_map_with_form_sample_is_refused(tmp_path):
+    """A class map always makes class-wise noise: form=sample would put the wrong form in the key."""
+    torch.save(random_delta(1000, (3, SIZE, SIZE)), tmp_path / "imagenet.pt")
+    with pytest.raises(OptionError, match="class_map makes class-wise noise"):
+        attack(tmp_path / "imagenet.pt", class_map="imagenet-cifar10", form="sample")
+    assert attack(tmp_path / "imagenet.pt", class_map="imagenet-cifar10", form="class").options.form == "class"

@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from uebench.board_compare import compare_with_board
+from uebench.cell import CellSpec, RunSettings, prepare
 from uebench.cellkey import cell_key, config_key, setting_key
 from uebench.datasets.base import write_layout
 from uebench.datasets.cifar10 import Cifar10
-from uebench.leaderboard import cell_stats, compare, labelled
+from uebench.record import planned_row
 from uebench.results import append_row
-from uebench.runner import CellSpec, load_cell, planned_row, prepare
+from uebench.runner import load_cell
+from uebench.stats import cell_stats, compare, labelled
 
 
 def _cifar(root, seed=0, n=100):
@@ -29,7 +31,8 @@ def _cifar(root, seed=0, n=100):
 
 
 def _keys(**spec) -> tuple[dict, object]:
-    cell = prepare(CellSpec(protocol="smoke", device="cpu", out=spec.pop("out", None) or CellSpec.out, **spec))
+    settings = {k: spec.pop(k) for k in ("out", "data_dir", "threads", "cache_dir") if k in spec}
+    cell = prepare(CellSpec(protocol="smoke", **spec), RunSettings(device="cpu", **settings))
     return planned_row(cell), cell
 
 
@@ -44,11 +47,8 @@ def test_another_copy_of_a_dataset_is_another_cell_and_the_same_pixels_the_same(
     c, _ = _keys(attack="random", data_dir=str(tmp_path / "c"))
     assert a["data_digest"] != b["data_digest"] and cell_key(a) != cell_key(b)
     assert a["data_digest"] == c["data_digest"] and cell_key(a) == cell_key(c)
-    from uebench.runner import noise_key_of
-
     def noise(cell, digest):
-        return noise_key_of(cell.attack, cell.attack_resolved, "cifar10", cell.protocol, 0, cell.spec.eps, 100,
-                            dict(cell.provenance, data_digest=digest))
+        return cell.noise.at(provenance=dict(cell.provenance, data_digest=digest)).key
     assert noise(cell_a, a["data_digest"]) != noise(cell_a, b["data_digest"])  # no cached noise shared between copies
 
 
@@ -185,10 +185,13 @@ def test_leaderboard_compare_says_whether_two_cells_differ_beyond_the_seed_sprea
                        final_test_acc=acc)
             row["cell_key"], row["config_key"] = cell_key(row), config_key(row)
             append_row(board, row)
-    close = invoke("leaderboard", "compare", "cifar10", "random form=sample / mixup", "random form=sample / none", "--root", tmp_path)
+    close = invoke("leaderboard", "compare", "cifar10", "random form=sample / mixup", "random form=sample / none",
+                   "--root", tmp_path)
     assert close.exit_code == 0, close.output
     assert "difference +1.00 points" in close.output and "does not exceed the seed spread" in close.output
-    far = invoke("leaderboard", "compare", "cifar10", "random form=sample / jpeg", "random form=sample / none", "--root", tmp_path)
+    far = invoke("leaderboard", "compare", "cifar10", "random form=sample / jpeg", "random form=sample / none",
+                 "--root", tmp_path)
     assert "difference +40.00 points" in far.output and ": exceeds the seed spread" in far.output
-    missing = invoke("leaderboard", "compare", "cifar10", "random form=sample / cutout", "random form=sample / none", "--root", tmp_path)
+    missing = invoke("leaderboard", "compare", "cifar10", "random form=sample / cutout", "random form=sample / none",
+                     "--root", tmp_path)
     assert missing.exit_code == 2 and "no cell 'random form=sample / cutout'" in missing.output

@@ -220,11 +220,11 @@ def test_leaderboard_show_keeps_bracketed_option_labels(invoke, tmp_path):
 
 def _loaded_smoke_cell(tmp_path):
     """The smoke protocol's cell data as ``uebench run`` loads it (prepare + load_cell)."""
-    from uebench.runner import CellSpec, load_cell, prepare
+    from uebench.cell import CellSpec, RunSettings, prepare
+    from uebench.runner import load_cell
 
-    spec = CellSpec(attack="none", protocol="smoke", device="cpu", data_dir=str(require_data()), out=tmp_path / "out",
-                    cache_dir=tmp_path / "cache")
-    return load_cell(prepare(spec))
+    settings = RunSettings(device="cpu", data_dir=str(require_data()), out=tmp_path / "out", cache_dir=tmp_path / "cache")
+    return load_cell(prepare(CellSpec(attack="none", protocol="smoke"), settings))
 
 
 def test_protocols_indices_are_the_subsets_load_cell_trains_and_tests_on(invoke, tmp_path):
@@ -261,7 +261,8 @@ def test_protocols_indices_file_is_what_from_file_reads(invoke, tmp_path):
     delta = ((torch.arange(rows) % 5 - 2).float() / 255).view(-1, 1, 1, 1).expand(rows, *ctx.x.shape[1:]).contiguous()
     noise_file = tmp_path / "noise.npy"
     np.save(noise_file, delta.numpy())
-    attack = FromFile(build_options(FromFile.Options, {"path": str(noise_file), "indices": str(index_file)}, "attack 'from-file'"))
+    attack = FromFile(build_options(FromFile.Options, {"path": str(noise_file), "indices": str(index_file)},
+                                    "attack 'from-file'"))
     noise = attack.craft(ctx)
     assert torch.allclose(noise.delta.cpu(), delta)
 
@@ -294,8 +295,9 @@ def test_protocols_indices_bad_input_exits_2(invoke, tmp_path, monkeypatch, argv
 
 def test_prepare_refuses_options_for_a_defense_the_cell_does_not_use():
     """The same typo through the Python API (or a plugin's sweep) as in a matrix file."""
+    from uebench.cell import CellSpec, RunSettings, prepare
     from uebench.options import OptionError
-    from uebench.runner import CellSpec, prepare
 
     with pytest.raises(OptionError, match="'jpg', which the cell does not use"):
-        prepare(CellSpec(protocol="smoke", device="cpu", defenses=("jpeg",), defense_options={"jpg": {"quality": 20}}))
+        prepare(CellSpec(protocol="smoke", defenses=("jpeg",), defense_options={"jpg": {"quality": 20}}),
+                RunSettings(device="cpu"))

@@ -36,10 +36,12 @@ def _row(i, *, attack="none", form=None, defense="none", victim="resnet18", rate
         "run_id": f"run-{i}", "cell_key": f"{i:020x}", "timestamp": "2026-01-01T00:00:00+00:00", "uebench_version": "0.1.0",
         "git_sha": "0123456789ab", "protocol": protocol, "protocol_version": version, "dataset": dataset,
         "attack": attack, "attack_options": json.dumps(options, sort_keys=True, separators=(",", ":")),
-        "eps": 8 / 255, "norm": "linf", "poison_rate": rate, "poison_classes": "", "drop_poisoned": False, "quantized": True, "defense": defense, "defense_options": "{}", "victim": victim,
+        "eps": 8 / 255, "norm": "linf", "poison_rate": rate, "poison_classes": "", "drop_poisoned": False, "quantized": True,
+        "defense": defense, "defense_options": "{}", "victim": victim,
         "victim_options": "{}", "epochs": 2, "seed": seed, "final_test_acc": acc, "selected_epoch": 2,
         "oracle_best_test_acc": acc, "oracle_best_epoch": 2, "final_train_acc": 0.99, "train_size": 1000, "test_size": 500,
-        "craft_seconds": 1.5, "train_seconds": 3.25, "device": f"cpu:{threads}threads", "precision": "fp32", "noise_key": f"{i:020d}" if form else "",
+        "craft_seconds": 1.5, "train_seconds": 3.25, "device": f"cpu:{threads}threads", "precision": "fp32",
+        "noise_key": f"{i:020d}" if form else "",
         "noise_cached": False, "craft_stop_reason": "stop_error" if form else "",
         "craft_iterations": 3 if form else "", "craft_final_error": 0.01 if form else "", "compile": "",
         "data_digest": "0123456789abcdef", "torch_version": "2.14.1", "threads": threads, "l0_max_delta": "", "inputs": "",
@@ -255,12 +257,14 @@ def _creator(svg) -> str:
 def test_rows_with_different_attack_options_are_not_averaged_together(tmp_path):
     csv = tmp_path / "cpu" / "results.csv"
     base = _row(0, attack="errmin-pgd", form="class", acc=0.30)
-    variant = dict(_row(1, attack="errmin-pgd", form="class", acc=0.20), attack_options=json.dumps({"form": "class", "steps": 10, "model_steps": 10}))
+    variant = dict(_row(1, attack="errmin-pgd", form="class", acc=0.20),
+                   attack_options=json.dumps({"form": "class", "steps": 10, "model_steps": 10}))
     same = _row(2, attack="errmin-pgd", form="class", acc=0.40, seed=1)
     for row in (base, variant, same):
         append_row(csv, row)
     text = render(pd.read_csv(csv), "cpu")
-    assert "| errmin-pgd form=class | 35.00 ± 7.07 (n=2; CI -28.5–98.5) |" in text  # the variant without model_steps keeps the plain label
+    # the variant without model_steps keeps the plain label
+    assert "| errmin-pgd form=class | 35.00 ± 7.07 (n=2; CI -28.5–98.5) |" in text
     assert "| errmin-pgd form=class [model_steps=10] | 20.00 (n=1) |" in text
 
 
@@ -290,7 +294,7 @@ def test_a_board_whose_rows_are_all_of_an_older_version_shows_none_of_them(tmp_p
 
 
 def test_a_variant_without_the_differing_option_keeps_the_plain_label():
-    from uebench.leaderboard import labelled
+    from uebench.stats import labelled
 
     frame = pd.DataFrame([_row(0, attack="errmin-pgd", form="class"), _row(1, attack="errmin-pgd", form="class")])
     frame.loc[1, "attack_options"] = json.dumps({"form": "class", "patch": 16, "steps": 10}, sort_keys=True)

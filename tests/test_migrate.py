@@ -8,19 +8,21 @@ import json
 import pandas as pd
 import pytest
 
+from uebench.cell import CellSpec, RunSettings, prepare
 from uebench.cellkey import IDENTITY_V1, cell_key, config_key
 from uebench.migrate import Sources, _noise_key, migrate_rows, provenance_of, train_size_of
+from uebench.record import planned_row
 from uebench.results import COLUMNS, append_row
-from uebench.runner import CellSpec, noise_key_of, planned_row, prepare
 
 NEW_COLUMNS = ("config_key", "data_digest", "torch_version", "threads")
 
 
 def _today(form: str, attack: str = "errmin-pgd") -> tuple[dict, str, object]:
     """A row's identity fields as today's code plans them, its noise key, and the cell."""
-    cell = prepare(CellSpec(attack=attack, protocol="cpu", device="cpu", attack_options={"form": form}))
+    cell = prepare(CellSpec(attack=attack, protocol="cpu", attack_options={"form": form}), RunSettings(device="cpu"))
     planned = planned_row(cell)
-    key = noise_key_of(cell.attack, cell.attack_resolved, "cifar10", cell.protocol, 0, cell.spec.eps, 5000, cell.provenance)
+    key = cell.noise.key
+    assert cell.noise.train_size == 5000  # the cpu protocol's 500 per class: known before any data is loaded
     return planned, key, cell
 
 
@@ -77,7 +79,8 @@ def test_a_row_from_before_the_data_digest_and_numerics_gets_them_and_todays_key
     new, changed = migrate_rows(pd.DataFrame([old]), _sources(digest=cell.data_digest, torch=cell.numerics.torch_version))
     row = new.iloc[0].to_dict()
     assert changed == 1
-    assert row["data_digest"] == cell.data_digest and row["torch_version"] == cell.numerics.torch_version and row["threads"] == "1"
+    assert (row["data_digest"] == cell.data_digest and row["torch_version"] == cell.numerics.torch_version
+            and row["threads"] == "1")
     assert row["cell_key"] == cell_key(planned) and row["config_key"] == config_key(planned)
     assert row["noise_key"] == today_noise_key
     assert row["final_test_acc"] == old["final_test_acc"]

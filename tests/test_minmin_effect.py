@@ -54,8 +54,9 @@ def _build(name: str) -> torch.nn.Module:
 
 def _craft(attack: str, options: dict, x, y):
     cls = get_host().attacks.get(attack).cls
-    ctx = CraftContext(x, y, len(CLASSES), EPS, 0, torch.device("cpu"), "fp32", False, get_protocol("smoke"), _build,
-                       torch.Generator().manual_seed(0))
+    ctx = CraftContext(x=x, y=y, num_classes=len(CLASSES), eps=EPS, seed=0, device=torch.device("cpu"), precision="fp32",
+                       channels_last=False, protocol=get_protocol("smoke"), build_model=_build,
+                       generator=torch.Generator().manual_seed(0))
     return cls(build_options(cls.Options, options)).craft(ctx)
 
 
@@ -86,7 +87,8 @@ def test_errmin_noise_hurts_the_victim_more_than_random_noise_of_the_same_eps(so
     errmin = _craft(solver, options, x, y)
     random = _craft("random", {"form": "sample"}, x, y)
     assert errmin.delta.abs().amax() <= EPS + 1e-6
-    clean_acc, random_acc, errmin_acc = _victim_accuracy(None, task), _victim_accuracy(random, task), _victim_accuracy(errmin, task)
+    clean_acc, random_acc, errmin_acc = (_victim_accuracy(None, task), _victim_accuracy(random, task),
+                                         _victim_accuracy(errmin, task))
     assert clean_acc >= 0.9, f"the synthetic task must be learnable (clean: {clean_acc:.2f})"
     assert random_acc >= 0.9, f"random noise of ε {EPS:.3f} should barely hurt ({random_acc:.2f})"
     assert errmin_acc <= 0.5, f"{solver}: victim reached {errmin_acc:.2f} on error-minimizing noise (random: {random_acc:.2f})"

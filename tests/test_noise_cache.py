@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import synthetic_batch
-from uebench.cache import NoiseCache, default_cache_dir, noise_key
+from uebench.craft.cache import NoiseCache, default_cache_dir, noise_key
 from uebench.noise import Noise, NoiseFileError, apply_noise, load_noise, save_noise, to_unit_float
 from uebench.poison import poison_mask, release
 

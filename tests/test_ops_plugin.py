@@ -180,7 +180,8 @@ def test_search_finds_planted_shortcuts_and_never_reuses_a_pair():
     for k in (0, 1, 2, 4):
         assert tuple(positions[k, 0].tolist()) == plants[k][0]
         assert colours[k, 0].tolist() == corners[plants[k][1]].tolist()
-    # class 3: the pixel is (1−ξ) = colour 4 = (1, 0, 0); ξ = 3 is taken, so a colour 2 channels away wins: 1 (0, 0, 1) is the lowest index
+    # class 3: the pixel is (1−ξ) = colour 4 = (1, 0, 0); ξ = 3 is taken, so a colour 2 channels away wins:
+    # 1 (0, 0, 1) is the lowest index
     assert tuple(positions[3, 0].tolist()) == (3, 3)
     assert colours[3, 0].tolist() == [0, 0, 1]
     # and the poison lands there: released class-k images carry ξ_k at p_k
@@ -405,7 +406,7 @@ def test_smoke_cell_with_the_entry_point_attack(invoke, entry_point_env, tmp_pat
     training: every image differs from its clean original in at most ``pixels`` positions, each
     set to a corner colour (0 or 255 per channel)."""
     require_data()
-    import uebench.runner
+    import uebench.poison
 
     caught = {}
 
@@ -414,7 +415,7 @@ def test_smoke_cell_with_the_entry_point_attack(invoke, entry_point_env, tmp_pat
         caught["released"] = out = release(x, y, noise, mask, quantize)
         return out
 
-    monkeypatch.setattr(uebench.runner, "release", catch)
+    monkeypatch.setattr(uebench.poison, "release", catch)
     result = invoke("run", "--protocol", "smoke", "--json", "--attack", "ops", "-o", "pixels=2",
                     "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
     row = json_out(result)

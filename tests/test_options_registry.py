@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from uebench.attacks.base import Attack
+from uebench.cli.routing import route_options
 from uebench.defenses.base import Defense
 from uebench.options import (
     OptionError,
@@ -23,7 +24,6 @@ from uebench.options import (
 from uebench.plugins import get_host
 from uebench.protocols import get_protocol
 from uebench.registry import Registry, UnknownNameError, natural_key
-from uebench.runner import route_options
 from uebench.victims.base import Victim
 
 
@@ -163,7 +163,8 @@ def test_describe_options():
     assert describe_options(None) == []
 
 
-@pytest.mark.parametrize("text, value", [("8/255", 8 / 255), ("0.031", 0.031), ("1e-2", 0.01), (" 1 ", 1.0), (0.5, 0.5), (1, 1.0)])
+@pytest.mark.parametrize("text, value",
+                         [("8/255", 8 / 255), ("0.031", 0.031), ("1e-2", 0.01), (" 1 ", 1.0), (0.5, 0.5), (1, 1.0)])
 def test_parse_fraction(text, value):
     assert parse_fraction(text) == pytest.approx(value, rel=1e-12)
 

@@ -87,7 +87,7 @@ def test_plugins_dir_file_registers_everything(invoke, plugdir):
     assert info["source"] == "plugins-dir"
     assert info["error"] is None
     assert info["path"] == str(plugdir / "myfile.py")
-    assert info["provides"] == {"attack": ["stripes"], "defense": ["nothing"]}
+    assert info["provides"] == {"attack": ["stripes"], "defense": ["nothing"], "command": ["hello-plugdir"]}
     assert "_helper" not in infos and "notes" not in infos
     attacks = _by_name(json_out(invoke("--plugins-dir", plugdir, "attacks", "list", "--json")))
     assert attacks["stripes"]["plugin"] == "myfile"
@@ -215,7 +215,7 @@ def test_misspelt_hook_is_reported_against_its_plugin_only(invoke, plugdir):
     assert infos["typo"]["error"] and "'register_attack'" in infos["typo"]["error"]
     assert infos["typo"]["provides"] == {}
     assert infos["myfile"]["error"] is None
-    assert infos["myfile"]["provides"] == {"attack": ["stripes"], "defense": ["nothing"]}
+    assert infos["myfile"]["provides"] == {"attack": ["stripes"], "defense": ["nothing"], "command": ["hello-plugdir"]}
     for module in BUILTIN_PLUGINS:
         assert infos[module]["error"] is None
     human = invoke("--plugins-dir", plugdir, "plugins")

@@ -175,7 +175,8 @@ def test_attack_contract_craft(name, tmp_path):
         ctx = make_ctx(n_per_class=2)
         attack = cls()
         if name == "from-file":  # reads noise made elsewhere: give it a file (tests/test_from_file.py covers its formats)
-            delta = torch.empty(len(ctx.y), *ctx.x.shape[1:]).uniform_(-ctx.eps, ctx.eps, generator=torch.Generator().manual_seed(0))
+            delta = torch.empty(len(ctx.y), *ctx.x.shape[1:]).uniform_(-ctx.eps, ctx.eps,
+                                                                       generator=torch.Generator().manual_seed(0))
             torch.save(delta, tmp_path / "perturbation.pt")
             attack = cls(cls.Options(path=str(tmp_path / "perturbation.pt")))
         return ctx, attack.craft(ctx)

@@ -7,9 +7,10 @@ import random
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from uebench.results import COLUMNS, append_row, git_sha, read_results, write_curve
+from uebench.results import COLUMNS, append_row, git_sha, write_curve
 
 
 def _row(i: int, **extra) -> dict:
@@ -37,7 +38,7 @@ def test_append_row_writes_columns_in_schema_order(tmp_path):
     shuffled = dict(random.Random(0).sample(list(row.items()), len(row)))
     append_row(path, shuffled)
     assert tuple(_header(path)) == COLUMNS
-    frame = read_results(path)
+    frame = pd.read_csv(path)
     assert len(frame) == 1 and frame.loc[0, "run_id"] == "run-0"
 
 
@@ -45,7 +46,7 @@ def test_two_appends_two_rows_and_no_temp_files(tmp_path):
     path = tmp_path / "results.csv"
     append_row(path, _row(0))
     append_row(path, _row(1))
-    frame = read_results(path)
+    frame = pd.read_csv(path)
     assert list(frame["run_id"]) == ["run-0", "run-1"]
     assert tuple(frame.columns) == COLUMNS
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -59,7 +60,7 @@ def test_extra_plugin_columns_come_after_the_schema(tmp_path):
     header = _header(path)
     assert tuple(header[: len(COLUMNS)]) == COLUMNS
     assert set(header[len(COLUMNS):]) == {"zz_extra", "aa_extra"}
-    frame = read_results(path)
+    frame = pd.read_csv(path)
     assert frame["zz_extra"].isna().tolist() == [True, False]
 
 
@@ -80,7 +81,7 @@ def test_concurrent_appends_lose_nothing(tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    frame = read_results(path)
+    frame = pd.read_csv(path)
     assert sorted(frame["run_id"]) == sorted(f"run-{i}" for i in range(8))
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -110,7 +111,7 @@ def test_string_like_columns_survive_later_appends(tmp_path):
 def test_write_curve(tmp_path):
     history = [{"epoch": 1, "train_loss": 2.0, "test_acc": 0.1}, {"epoch": 2, "train_loss": 1.5, "test_acc": 0.2}]
     write_curve(tmp_path / "curves" / "r.csv", history)
-    frame = read_results(tmp_path / "curves" / "r.csv")
+    frame = pd.read_csv(tmp_path / "curves" / "r.csv")
     assert frame.to_dict("records") == history
 
 
@@ -150,7 +151,8 @@ def test_git_sha_only_for_a_checkout_of_uebench(tmp_path):
     other = tmp_path / "other"
     shutil.copytree(Path(results.__file__).parent, other / "vendored" / "uebench")
     subprocess.run(["git", "init", "-q", str(other)], check=True)
-    subprocess.run(["git", "-C", str(other), "-c", "user.email=a@b", "-c", "user.name=n", "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.email=a@b", "-c", "user.name=n", "commit", "-q", "--allow-empty",
+                    "-m", "x"], check=True)
     assert results.git_sha(other / "vendored" / "uebench") == ""
 
 
@@ -161,7 +163,7 @@ def test_an_orphaned_temp_file_from_a_killed_writer_is_removed_by_the_next_appen
     orphan = tmp_path / ".results.csv.abc123.tmp"
     orphan.write_text("run_id\\nhalf")
     append_row(path, {"run_id": "b"})
-    assert not orphan.exists() and read_results(path)["run_id"].tolist() == ["a", "b"]
+    assert not orphan.exists() and pd.read_csv(path)["run_id"].tolist() == ["a", "b"]
 
 
 @pytest.mark.faults
@@ -174,4 +176,4 @@ def test_a_curve_whose_row_a_kill_prevented_is_removed_by_the_next_append(tmp_pa
     (curves / ".b.csv.x1y2.tmp").write_text("epo")  # a half-written curve
     append_row(path, {"run_id": "b"}, curve=(curves / "b.csv", [{"epoch": 1}]))
     assert sorted(p.name for p in curves.iterdir()) == ["a.csv", "b.csv"]
-    assert read_results(path)["run_id"].tolist() == ["a", "b"]
+    assert pd.read_csv(path)["run_id"].tolist() == ["a", "b"]

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import REPO, assert_clean_error, json_out, require_data
 from uebench.cellkey import cell_key, identity
@@ -105,7 +106,8 @@ def test_jobs_run_cells_in_worker_processes(invoke, tmp_path):
     require_data()
     text = 'protocol = "smoke"\nseeds = [0, 1]\n[[attacks]]\nname = "none"\n'
     out = tmp_path / "out"
-    rows = [json.loads(line) for line in invoke("sweep", _write(tmp_path, text), "--out", out, "--jobs", "2", "--json").stdout.splitlines()]
+    rows = [json.loads(line)
+            for line in invoke("sweep", _write(tmp_path, text), "--out", out, "--jobs", "2", "--json").stdout.splitlines()]
     assert sorted(r["seed"] for r in rows) == [0, 1]
     assert len(pd.read_csv(out / "results.csv")) == 2 and len(list((out / "curves").glob("*.csv"))) == 2
 
@@ -150,18 +152,21 @@ def test_local_workers_spread_over_the_gpus(jobs, requested, gpus, expected):
 def test_a_worker_takes_its_device_from_the_queue_and_runs_its_cells_there(monkeypatch):
     import queue
 
-    from uebench.runner import CellSpec
+    from uebench.cell import CellSpec, RunSettings
+    from uebench.numerics import numerics_for
     from uebench.sweep import local
 
     devices = queue.Queue()
     devices.put("cuda:1")
     local._init_worker(devices)
     seen = []
-    monkeypatch.setattr(local, "run_cell", lambda cell, reporter: seen.append(cell.spec.device))
-    monkeypatch.setattr("uebench.runner.prepare", lambda spec: type("Cell", (), {"spec": spec})())
-    local._work(CellSpec(attack="none", device="auto"), 1)
+    monkeypatch.setattr(local, "run_cell", lambda cell, reporter: seen.append(cell.settings.device))
+    prepared = lambda spec, settings, key, noise=None: type(  # noqa: E731
+        "Cell", (), {"spec": spec, "settings": settings, "numerics": numerics_for(torch.device("cpu"), "fp32", 1)})()
+    monkeypatch.setattr("uebench.sweep.plan.prepared_again", prepared)
+    local._work(CellSpec(attack="none"), RunSettings(device="auto"), "key", 1)
     local._init_worker(devices)  # a replacement worker finds the queue empty: the cell's own device
-    local._work(CellSpec(attack="none", device="auto"), 1)
+    local._work(CellSpec(attack="none"), RunSettings(device="auto"), "key", 1)
     assert seen == ["cuda:1", "auto"]
 
 
@@ -178,7 +183,7 @@ def test_parallel_workers_start_each_distinct_noise_before_a_second_cell_of_one(
         '[[attacks]]\nname = "errmin-pgd"\noptions = {form = "sample"}\n'
     )
     plan = plan_sweep(matrix, tmp_path / "out", device="cpu")
-    order = [(cell.attack_resolved.form if cell.attack.name != "none" else "clean", cell.defense_name)
+    order = [(cell.resolved.form if cell.attack.name != "none" else "clean", cell.defense_name)
              for _, cell in crafting_first(plan.todo)]
     assert order == [("class", "none"), ("sample", "none"),
                      ("class", "cutout"), ("clean", "none"), ("clean", "cutout"), ("sample", "cutout")]

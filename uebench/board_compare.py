@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from uebench.cellkey import NUMERICS, config_key, identity, setting_key
-from uebench.leaderboard import current_version
+from uebench.stats import current_version
 
 # the fields a row of the same settings may differ in (what the comparison names)
 PROVENANCE = ("data_digest", *NUMERICS)
@@ -48,7 +48,8 @@ class BoardComparison:
             mine = self.same[self.same["seed"].astype(int) == seed]
             if len(mine):
                 committed = 100 * float(mine["final_test_acc"].iloc[0])
-                verdict = ("identical: reproduced bit for bit" if float(mine["final_test_acc"].iloc[0]) == float(row["final_test_acc"])
+                verdict = ("identical: reproduced bit for bit"
+                           if float(mine["final_test_acc"].iloc[0]) == float(row["final_test_acc"])
                            else f"{acc - committed:+.2f} points: not reproduced, though data and numerics match "
                                 f"(another CPU model's kernels, or a changed code path)")
                 out.append(f"committed seed {seed}: {committed:.2f}%; this run: {acc:.2f}% — {verdict}")
@@ -61,9 +62,11 @@ class BoardComparison:
                    f"({what}): {_stats(self.similar)}"]
             twin = self.similar[self.similar["seed"].astype(int) == seed]
             if len(twin):
-                out.append(f"committed seed {seed}: {100 * float(twin['final_test_acc'].iloc[0]):.2f}% ({_numerics(twin.iloc[0].to_dict())})")
-            out.append(f"this run: {acc:.2f}% ({_numerics(row)}) — {_where(acc, self.similar)}; other numerics give other floats, "
-                       f"so a seed's number is not expected to match (rerun with the committed numerics to reproduce it)")
+                out.append(f"committed seed {seed}: {100 * float(twin['final_test_acc'].iloc[0]):.2f}% "
+                           f"({_numerics(twin.iloc[0].to_dict())})")
+            out.append(f"this run: {acc:.2f}% ({_numerics(row)}) — {_where(acc, self.similar)}; "
+                       f"other numerics give other floats, so a seed's number is not expected to match "
+                       f"(rerun with the committed numerics to reproduce it)")
             return out
         return []
 

@@ -43,20 +43,21 @@ def _flag(value) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes")
 
 
-def _missing(value) -> bool:
+def is_missing(value) -> bool:
+    """None, NaN (pandas' empty cell) and "" are one thing in a row: no value."""
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
 def fields_of(row: dict) -> tuple[str, ...]:
     """The identity fields ``row`` is keyed by: today's, or :data:`IDENTITY_V1` for a row written
     before ``data_digest`` existed (not yet migrated)."""
-    return IDENTITY if not _missing(row.get("data_digest")) else IDENTITY_V1
+    return IDENTITY if not is_missing(row.get("data_digest")) else IDENTITY_V1
 
 
 def device_type(label) -> str:
     """``cpu`` for ``cpu:1threads``, ``cuda`` for ``cuda:NVIDIA H200``: a row's ``device`` column
     names the machine; only its type is identity."""
-    return "" if _missing(label) else str(label).split(":", 1)[0]
+    return "" if is_missing(label) else str(label).split(":", 1)[0]
 
 
 def identity(row: dict, fields: tuple[str, ...] | None = None) -> dict:
@@ -64,7 +65,7 @@ def identity(row: dict, fields: tuple[str, ...] | None = None) -> dict:
     out = {}
     for field in fields or fields_of(row):
         value = device_type(row.get("device")) if field == "device_type" and "device_type" not in row else row.get(field)
-        if _missing(value) and field in DEFAULTS:
+        if is_missing(value) and field in DEFAULTS:
             value = DEFAULTS[field]
         if field.endswith("_options"):
             value = _options(value)
@@ -73,11 +74,11 @@ def identity(row: dict, fields: tuple[str, ...] | None = None) -> dict:
         elif field in ("seed", "protocol_version"):
             value = int(value)
         elif field == "threads":
-            value = "" if _missing(value) else int(float(value))
+            value = "" if is_missing(value) else int(float(value))
         elif field in ("drop_poisoned", "quantized"):
             value = _flag(value)
         else:
-            value = "" if _missing(value) else str(value)
+            value = "" if is_missing(value) else str(value)
         out[field] = value
     return out
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import random
 
-import numpy as np
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -26,7 +24,8 @@ def pick_device(name: str | None = None) -> torch.device:
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise OptionError(f"device {name!r}: no CUDA GPU is available here (torch {torch.__version__}); use --device cpu or auto")
+            raise OptionError(f"device {name!r}: no CUDA GPU is available here (torch {torch.__version__}); "
+                              "use --device cpu or auto")
         if device.index is not None and device.index >= count:
             raise OptionError(f"device {name!r}: this machine has {count} GPU(s), cuda:0..cuda:{count - 1}")
     elif device.type not in ("cpu", "mps", "xpu"):
@@ -94,14 +93,6 @@ def frozen_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.
     for p in frozen.parameters():
         p.requires_grad_(False)
     return frozen.to(memory_format=torch.channels_last) if channels_last else frozen
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a CPU generator for uebench's own sampling."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 # ``--compile``: torch.compile modes for the victim's forward and backward ("none": eager)

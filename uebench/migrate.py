@@ -19,12 +19,11 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from uebench.cache import noise_key
 from uebench.cellkey import IDENTITY, IDENTITY_V1, cell_key, config_key, device_type, fields_of
+from uebench.craft.request import NoiseRequest
 from uebench.numerics import threads_of_device_label
 from uebench.options import canonical_json
-from uebench.results import atomic_write_csv
-from uebench.runner import key_fields
+from uebench.results import atomic_write_csv, ordered_columns
 
 
 class MigrationError(ValueError):
@@ -62,21 +61,21 @@ def provenance_of(row: dict) -> dict | None:
     if fields_of(row) is IDENTITY_V1:
         return None
     threads = str(row.get("threads", "")).strip()
-    return {"data_digest": row["data_digest"], "torch_version": row["torch_version"], "device_type": device_type(row.get("device")),
+    return {"data_digest": row["data_digest"], "torch_version": row["torch_version"],
+            "device_type": device_type(row.get("device")),
             "threads": int(float(threads)) if threads else None, "precision": row["precision"]}
 
 
 def _noise_key(row: dict, options: dict, revision: int, train_size: int, provenance: dict | None = None) -> str:
-    """The noise-cache key ``runner.noise_key_of`` gave this row's noise, from the row's fields."""
-    return noise_key(key_fields(row["attack"], revision, options, row["dataset"], row["protocol"], int(row["protocol_version"]),
-                                int(row["seed"]), float(row["eps"]), train_size, row["uebench_version"], provenance))
+    """The noise-cache key this row's noise was crafted under, from the row's fields."""
+    return NoiseRequest.from_row(row, options=options, revision=revision, train_size=train_size, provenance=provenance).key
 
 
 def _check_key(row: dict, fields=None) -> None:
     expected = cell_key(row, fields)
     if row.get("cell_key") and row["cell_key"] != expected:
-        raise MigrationError(f"row {row.get('run_id')!r}: its cell_key {row['cell_key']} is not the key of its fields ({expected}); "
-                             f"not migrating a row that was edited by hand")
+        raise MigrationError(f"row {row.get('run_id')!r}: its cell_key {row['cell_key']} is not the key of its fields "
+                             f"({expected}); not migrating a row that was edited by hand")
 
 
 def _rekey_noise(row: dict, out: dict, src: Sources, options: dict, new_options: dict, old_provenance, new_provenance) -> None:
@@ -139,13 +138,15 @@ def add_provenance(row: dict, src: Sources) -> dict | None:
         return dict(row, config_key=config_key(row))
     _check_key(row, IDENTITY_V1)
     if src.assume_torch is None:
-        raise MigrationError(f"row {row.get('run_id')!r} predates the torch_version column: pass --assume-torch VERSION, the torch "
-                             f"release it ran under (this project's machines and CI pinned 2.14.1)")
+        raise MigrationError(f"row {row.get('run_id')!r} predates the torch_version column: pass --assume-torch VERSION, "
+                             f"the torch release it ran under (this project's machines and CI pinned 2.14.1)")
     if src.data_digest_of is None:
-        raise MigrationError(f"row {row.get('run_id')!r} predates the data_digest column: it needs the dataset it ran on (--data-dir)")
+        raise MigrationError(f"row {row.get('run_id')!r} predates the data_digest column: "
+                             f"it needs the dataset it ran on (--data-dir)")
     threads = threads_of_device_label(row.get("device"))
     if device_type(row.get("device")) == "cpu" and threads is None:
-        raise MigrationError(f"row {row.get('run_id')!r}: device {row.get('device')!r} does not say its thread count (cpu:Nthreads)")
+        raise MigrationError(f"row {row.get('run_id')!r}: device {row.get('device')!r} "
+                             f"does not say its thread count (cpu:Nthreads)")
     if not row.get("precision"):
         raise MigrationError(f"row {row.get('run_id')!r} has no precision")
     out = dict(row, data_digest=src.data_digest_of(row["dataset"]), torch_version=src.assume_torch,
@@ -193,8 +194,9 @@ def dataset_digests(data_dir: str | None = None, found: Callable[[str, Path, str
             dataset = get_host().datasets.get(name).cls()
             folder = dataset.locate(data_dir)
             if folder is None:
-                raise MigrationError(f"rows of dataset {name!r} predate data_digest, and no copy of {name!r} is in the data roots: "
-                                     f"pass --data-dir DIR (DIR/{name}/ in the cache layout), the copy the rows ran on")
+                raise MigrationError(f"rows of dataset {name!r} predate data_digest, and no copy of {name!r} "
+                                     f"is in the data roots: pass --data-dir DIR (DIR/{name}/ in the cache layout), "
+                                     f"the copy the rows ran on")
             memo[name] = dataset.digest(folder.parent)
             if found is not None:
                 found(name, folder, memo[name])
@@ -216,13 +218,7 @@ def migrate_rows(frame: pd.DataFrame, src: Sources | None = None) -> tuple[pd.Da
     columns = list(frame.columns) + [c for c in ("config_key", "data_digest", "torch_version", "threads", "l0_max_delta")
                                     if c not in frame.columns]
     out = pd.DataFrame(rows, columns=columns).astype(object).fillna("")
-    return out[[c for c in _ordered(columns)]], changed
-
-
-def _ordered(columns: list[str]) -> list[str]:
-    from uebench.results import COLUMNS
-
-    return [c for c in COLUMNS if c in columns] + [c for c in columns if c not in COLUMNS]
+    return out[ordered_columns(columns)], changed
 
 
 def migrate_file(path: Path, src: Sources | None = None) -> int:

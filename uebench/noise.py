@@ -46,7 +46,8 @@ class Noise:
         if self.norm not in NORMS:
             raise ValueError(f"noise norm must be one of {NORMS}, got {self.norm!r}")
         if (self.norm == "l0") != (self.pixels is not None) or (self.pixels is not None and self.pixels < 1):
-            raise ValueError(f"an l0 noise names its budget as pixels >= 1, and only an l0 noise: got norm={self.norm!r}, pixels={self.pixels!r}")
+            raise ValueError(f"an l0 noise names its budget as pixels >= 1, and only an l0 noise: "
+                             f"got norm={self.norm!r}, pixels={self.pixels!r}")
 
     def for_batch(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """δ for the samples ``index`` with labels ``labels`` (class-wise noise is looked up by label)."""
@@ -112,4 +113,5 @@ def load_noise(path: Path, expect: dict | None = None) -> Noise:
     for key, want in (expect or {}).items():
         if meta.get(key) != want:
             raise NoiseFileError(f"noise file {path}: {key}={meta.get(key)!r}, expected {want!r}")
-    return Noise(delta, form, eps, {k: v for k, v in meta.items() if k not in ("form", "eps", "shape", "norm", "pixels")}, norm, pixels)
+    return Noise(delta, form, eps, {k: v for k, v in meta.items() if k not in ("form", "eps", "shape", "norm", "pixels")},
+                 norm, pixels)

@@ -42,7 +42,8 @@ class Numerics:
 
     def describe(self) -> str:
         """``torch 2.14.1, cpu, 1 thread, fp32``: how a summary names them."""
-        where = self.device_type if self.threads is None else f"{self.device_type}, {self.threads} thread{'s' * (self.threads != 1)}"
+        where = (self.device_type if self.threads is None
+                 else f"{self.device_type}, {self.threads} thread{'s' * (self.threads != 1)}")
         return f"torch {self.torch_version}, {where}, {self.precision}"
 
     def apply(self) -> None:

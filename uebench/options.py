@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from fractions import Fraction
@@ -33,6 +34,19 @@ def parse_fraction(text: str | float, what: str = "value") -> float:
         return float(Fraction(text.strip()))
     except (ValueError, ZeroDivisionError, OverflowError):
         raise OptionError(f"{what} {text!r} is not a number (write e.g. 8/255 or 0.031)") from None
+
+
+def display_value(value: Any) -> str:
+    """``value`` as a listing shows it: a float that is a whole number of 8-bit grey levels and
+    no short decimal reads as the user writes it (``8/255``, not ``0.03137254901960784``);
+    ``0.2`` and ``1.0`` stay decimals, everything else is its ``repr``.  Display only: the
+    stored value, and so every key and row, keeps the float."""
+    if isinstance(value, float) and math.isfinite(value):
+        levels = round(value * 255)
+        short = float(f"{value:.6g}") == value  # 0.2, 0.05, 1.0: written as decimals
+        if levels and not short and abs(value * 255 - levels) < 1e-9:
+            return f"{levels}/255"
+    return repr(value)
 
 
 def _field_types(cls) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from uebench.leaderboard import GROUP, cell_stats, group_title, none_first
+from uebench.stats import GROUP, cell_stats, group_title, none_first
 
 # Accuracy (%) of guessing, per dataset. Results rows carry no class count, so it lives here; a
 # dataset not listed gets no chance line rather than a wrong one.
@@ -85,7 +85,7 @@ def _reference_lines(ax, dataset: str, clean: float | None) -> None:
 
 def accuracy_svg(frame: pd.DataFrame) -> bytes:
     """Grouped horizontal bars of mean final clean test accuracy (%); ``frame`` is a results
-    frame with the ``attack_label`` column of ``uebench.leaderboard.labelled``."""
+    frame with the ``attack_label`` column of ``uebench.stats.labelled``."""
     with _style():
         groups = list(frame.groupby(GROUP, sort=True))
         if not groups:

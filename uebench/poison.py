@@ -9,6 +9,8 @@ available to measure exactly that difference.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from uebench.noise import Noise, apply_noise, to_unit_float
@@ -69,3 +71,28 @@ def release(x: torch.Tensor, y: torch.Tensor, noise: Noise | None, mask: torch.T
         poisoned = apply_noise(to_unit_float(x[index]), delta)
         out[index] = poisoned.mul_(255).round_().to(torch.uint8) if quantize else poisoned
     return out
+
+
+@dataclass
+class Released:
+    """The training set a victim sees: ``images`` (uint8, or float with ``quantize=False``) with
+    their ``labels``, and ``clean``, the same images without noise (what a defense that needs the
+    originals reads, and the clean-remainder set when poisoned samples are dropped)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    clean: torch.Tensor
+
+
+def release_scope(x: torch.Tensor, y: torch.Tensor, noise: Noise | None, *, rate: float, classes: tuple[int, ...],
+                  drop: bool, quantize: bool, generator: torch.Generator) -> Released:
+    """The poison scope applied: the samples of ``classes`` (all when empty) drawn at ``rate`` with
+    ``generator`` carry ``noise``; with ``drop`` they are left out instead and the victim trains on
+    the clean remainder alone (the seed paper's Table 2)."""
+    mask = poison_mask(y, rate, generator, classes) if noise is not None or drop else None
+    if drop:
+        keep = ~mask.to(x.device)
+        if not bool(keep.any()):
+            raise ValueError("--drop-poisoned left no training images")
+        x, y = x[keep], y[keep]
+    return Released(release(x, y, noise if rate > 0 else None, mask, quantize), y, x)

@@ -115,7 +115,8 @@ PROTOCOLS: dict[str, Protocol] = {
     for p in (
         Protocol(
             name="paper", version=2,
-            description="Huang et al. 2021: the full dataset, ResNet-18 source and victim, the paper's epochs and M per dataset (GPU)",
+            description="Huang et al. 2021: the full dataset, ResNet-18 source and victim, "
+                        "the paper's epochs and M per dataset (GPU)",
             train_per_class=None, test_per_class=None, victim="resnet18",
             epochs=60, batch_size=128, lr=0.025,
             source="resnet18",
@@ -135,7 +136,8 @@ PROTOCOLS: dict[str, Protocol] = {
         # the same settings on the whole training set: how the cpu protocol's effects scale with data
         dataclasses.replace(
             _CPU, name="cpu-full", version=2, train_per_class=None,
-            description="the cpu protocol on the whole 50k CIFAR-10 training set: ~27 min of victim training a cell on 2 CPU cores",
+            description="the cpu protocol on the whole 50k CIFAR-10 training set: "
+                        "~27 min of victim training a cell on 2 CPU cores",
         ),
         Protocol(
             name="smoke", version=2,

@@ -50,7 +50,16 @@ class Registry:
         self.kind, self.base = kind, base
         self._entries: dict[str, Entry] = {}
 
-    def add(self, cls: type, plugin: str = "?") -> None:
+    def add(self, cls: type, plugin: str = "?") -> Entry:
+        """Register ``cls`` for ``plugin`` and return its entry; raise as :meth:`check` does.
+        The same class added again is a no-op (its first plugin keeps the credit)."""
+        self.check(cls, plugin)
+        return self._entries.setdefault(cls.name, Entry(cls.name, cls, plugin))
+
+    def check(self, cls: type, plugin: str = "?") -> None:
+        """Raise ``ValueError`` (a name that is not kebab-case, or taken by another class) or
+        ``TypeError`` (not a subclass of this kind's base) if ``cls`` cannot be added; change
+        nothing.  The plugin host checks every class of a plugin before it adds any."""
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ValueError(
@@ -62,7 +71,6 @@ class Registry:
         if name in self._entries and self._entries[name].cls is not cls:
             other = self._entries[name].plugin
             raise ValueError(f"{self.kind} {name!r} from {plugin} clashes with the one from {other}")
-        self._entries[name] = Entry(name, cls, plugin)
 
     def names(self) -> list[str]:
         return sorted(self._entries, key=natural_key)

@@ -27,7 +27,8 @@ from uebench.atomic import atomic_write
 # files' content digests instead, so the path is information, not identity.
 COLUMNS = (
     "run_id", "cell_key", "config_key", "timestamp", "uebench_version", "git_sha", "protocol", "protocol_version", "dataset",
-    "attack", "attack_options", "eps", "norm", "poison_rate", "poison_classes", "drop_poisoned", "quantized", "defense", "defense_options", "victim",
+    "attack", "attack_options", "eps", "norm", "poison_rate", "poison_classes", "drop_poisoned", "quantized", "defense",
+    "defense_options", "victim",
     "victim_options", "epochs", "seed", "final_test_acc", "selected_epoch", "oracle_best_test_acc", "oracle_best_epoch",
     "final_train_acc", "train_size", "test_size", "craft_seconds", "train_seconds", "device", "precision", "noise_key",
     "noise_cached", "craft_stop_reason", "craft_iterations", "craft_final_error", "compile",
@@ -41,7 +42,8 @@ def git_sha(path: Path | None = None) -> str:
     here = path or Path(__file__).resolve().parent
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, timeout=5)
-        if top.returncode != 0 or not (Path(top.stdout.strip()) / "uebench" / "results.py").resolve() == (here / "results.py").resolve():
+        if (top.returncode != 0
+                or not (Path(top.stdout.strip()) / "uebench" / "results.py").resolve() == (here / "results.py").resolve()):
             return ""
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
@@ -92,8 +94,7 @@ def append_row(path: Path, row: dict, curve: tuple[Path, list[dict]] | None = No
             write_curve(*curve)
         new = pd.DataFrame([{column: spreadsheet_safe(value) for column, value in row.items()}])
         frame = pd.concat([old, new.astype(str)], ignore_index=True) if old is not None else new
-        ordered = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
-        atomic_write_csv(frame[ordered], path)
+        atomic_write_csv(frame[ordered_columns(frame.columns)], path)
 
 
 def write_curve(path: Path, history: list[dict]) -> None:
@@ -101,5 +102,7 @@ def write_curve(path: Path, history: list[dict]) -> None:
     atomic_write_csv(pd.DataFrame(history), path)
 
 
-def read_results(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path)
+def ordered_columns(columns) -> list[str]:
+    """``columns`` in the results file's order: today's :data:`COLUMNS` first, in their order, then
+    any others (columns of older rows no longer written) as they came."""
+    return [c for c in COLUMNS if c in columns] + [c for c in columns if c not in COLUMNS]

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 import torchvision.transforms.v2.functional as TF
 
-from uebench.defenses.base import Defense
-from uebench.hookspecs import hookimpl
-from uebench.options import option
+from uebench.api import Defense, hookimpl, option
 
 
 class GaussianBlur(Defense):

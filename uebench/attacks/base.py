@@ -12,9 +12,12 @@ from uebench.noise import Noise
 from uebench.progress import NULL_REPORTER, Reporter
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CraftContext:
-    """Everything an attack may use.  ``x`` is the whole (protocol-sized) training set."""
+    """Everything an attack may use.  ``x`` is the whole (protocol-sized) training set.
+
+    Keyword-only (``CraftContext(x=..., y=..., ...)``), so a field added later breaks no plugin
+    or test that builds one."""
 
     x: torch.Tensor  # uint8 N×C×H×W on ``device``
     y: torch.Tensor  # int64 N on ``device``
@@ -35,6 +38,12 @@ class CraftContext:
     craft_other: Callable[[str, dict, int], Noise | None] | None = None
     # the data's digest and the numerics (``Cell.provenance``): part of every noise-cache key
     provenance: dict | None = None
+    # the attack's options as ``Attack.resolve`` made them concrete, once, when the cell was
+    # prepared (None: an attack called outside the runner resolves its own; ``Attack.resolved``)
+    options: object = None
+    # the plugin host of this run (its ``--plugins-dir`` plugins included): where a composed
+    # attack looks its components up (None: the default host)
+    host: object = None
 
 
 class Attack:
@@ -65,6 +74,16 @@ class Attack:
     def craft(self, ctx: CraftContext) -> Noise | None:
         """Return the noise for ``ctx.x`` (``None`` = clean data)."""
         raise NotImplementedError
+
+    def resolved(self, ctx: CraftContext):
+        """The options ``craft`` works with: those resolved once when the cell was prepared
+        (``ctx.options``), or resolved now for a context built outside the runner."""
+        return ctx.options if ctx.options is not None else self.resolve(ctx.protocol, ctx.eps)
+
+    def check(self, resolved, host) -> None:
+        """Raise (``OptionError``, ``UnknownNameError``) for resolved options that cannot work
+        with this ``host``'s plugins — called when the cell is prepared, before any data is
+        loaded.  The default accepts everything."""
 
     def input_files(self, resolved) -> dict[str, Path]:
         """Option name → the file or folder it names, for options that say *where* the attack

@@ -1,7 +1,7 @@
 """Error-maximizing (adversarial) noise — the seed paper's second baseline (Huang et al. 2021, Fig. 1).
 
 Both attack a source model first trained on the *clean* training set (cached as an artifact,
-``uebench.source_models``):
+``uebench.craft.source_models``):
 
 - ``errmax-pgd`` (Δs): sample-wise PGD that *ascends* the loss (Madry et al. 2018,
   https://arxiv.org/abs/1706.06083): uniform random start in the ε-ball, ``steps`` = 20 steps of
@@ -26,13 +26,13 @@ from dataclasses import dataclass, replace
 import torch
 
 from uebench.attacks.base import Attack, CraftContext
-from uebench.attacks.errmin_pgd import CPU_PGD_CHUNK, pgd
 from uebench.compute import frozen_copy
+from uebench.craft.solvers import CPU_PGD_CHUNK, pgd
+from uebench.craft.source_models import clean_source
 from uebench.hookspecs import hookimpl
 from uebench.noise import Noise, apply_noise, to_unit_float
 from uebench.options import option
 from uebench.protocols import stratified_subset
-from uebench.source_models import clean_source
 
 
 def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -63,7 +63,7 @@ class ErrMaxPGD(Attack):
                        source=o.source if o.source is not None else protocol.source)
 
     def craft(self, ctx: CraftContext) -> Noise:
-        o = self.resolve(ctx.protocol, ctx.eps)
+        o = self.resolved(ctx)
         model, info = clean_source(ctx, o.source)
         frozen = frozen_copy(model, ctx.channels_last)
         delta = ((torch.rand(ctx.x.shape, generator=ctx.generator) * 2 - 1) * ctx.eps).to(ctx.device)
@@ -94,7 +94,8 @@ def _error(model, ctx: CraftContext, delta: torch.Tensor | None, index: torch.Te
     return wrong / max(len(index), 1)
 
 
-def deepfool_linf(model, x: torch.Tensor, y: torch.Tensor, num_classes: int, overshoot: float = 0.02, steps: int = 10) -> torch.Tensor:
+def deepfool_linf(model, x: torch.Tensor, y: torch.Tensor, num_classes: int, overshoot: float = 0.02,
+                  steps: int = 10) -> torch.Tensor:
     """DeepFool's minimal L∞ perturbation of each image of ``x`` across its nearest linearised
     decision boundary (Moosavi-Dezfooli et al. 2016), batched; images already misclassified get 0."""
     rows = torch.arange(len(y), device=x.device)
@@ -125,7 +126,8 @@ class ErrMaxUniversal(Attack):
     @dataclass
     class Options:
         class_subset: float = option(0.2, help="fraction of the training set the perturbations are crafted on (paper: 0.2)")
-        fooling_rate: float = option(0.8, help="stop a class once this fraction of its images is misclassified (paper: 1 − δ = 0.8)")
+        fooling_rate: float = option(0.8, help="stop a class once this fraction of its images is misclassified "
+                                               "(paper: 1 − δ = 0.8)")
         max_passes: int = option(10, help="cap on passes over a class's images")
         overshoot: float = option(0.02, help="DeepFool's overshoot")
         deepfool_steps: int = option(10, help="DeepFool iterations per batch")
@@ -146,7 +148,7 @@ class ErrMaxUniversal(Attack):
         return replace(o, source=o.source if o.source is not None else protocol.source)
 
     def craft(self, ctx: CraftContext) -> Noise:
-        o = self.resolve(ctx.protocol, ctx.eps)
+        o = self.resolved(ctx)
         model, info = clean_source(ctx, o.source)
         frozen = frozen_copy(model, ctx.channels_last)
         per_class = max(1, int(round(o.class_subset * len(ctx.y) / ctx.num_classes)))
@@ -163,7 +165,8 @@ class ErrMaxUniversal(Attack):
                 for start in range(0, len(order), o.batch_size):
                     i = order[start : start + o.batch_size]
                     x = apply_noise(to_unit_float(ctx.x[i]), delta[k])
-                    r = deepfool_linf(frozen, _layout(x, ctx.channels_last), ctx.y[i], ctx.num_classes, o.overshoot, o.deepfool_steps)
+                    r = deepfool_linf(frozen, _layout(x, ctx.channels_last), ctx.y[i], ctx.num_classes, o.overshoot,
+                                      o.deepfool_steps)
                     still = (r.flatten(1).abs().sum(1) > 0)
                     if bool(still.any()):
                         delta[k] = (delta[k] + r[still].mean(0)).clamp_(-ctx.eps, ctx.eps)
@@ -171,7 +174,8 @@ class ErrMaxUniversal(Attack):
             bar.update(1, fooling=rates[-1])
         bar.close()
         meta = {"attack": self.name, "source": o.source, "source_model": info["key"], "fooling_rates": rates,
-                "source_error_clean": _error(frozen, ctx, None, subset), "source_error_poisoned": _error(frozen, ctx, delta, subset)}
+                "source_error_clean": _error(frozen, ctx, None, subset),
+                "source_error_poisoned": _error(frozen, ctx, delta, subset)}
         return Noise(delta, "class", ctx.eps, meta)
 
 

@@ -33,8 +33,9 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from uebench.attacks.errmin_pgd import ErrMinPGD, MinMinCrafter
+from uebench.attacks.errmin_pgd import ErrMinPGD
 from uebench.compute import autocast
+from uebench.craft.solvers import MinMinCrafter
 from uebench.hookspecs import hookimpl
 from uebench.noise import apply_noise
 from uebench.options import option
@@ -86,7 +87,7 @@ class ErrMinAdam(ErrMinPGD):
         return replace(resolved, steps=self.options.steps if self.options.steps is not None else PAPER_STEPS)
 
     def craft(self, ctx):
-        return AdamCrafter(self.resolve(ctx.protocol, ctx.eps), ctx).run(self.name)
+        return AdamCrafter(self.resolved(ctx), ctx).run(self.name)
 
 
 @hookimpl

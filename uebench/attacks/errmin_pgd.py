@@ -23,50 +23,13 @@ Example: ``uebench run --attack errmin-pgd -o form=class -o max_iters=50``.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, replace
 
-import torch
-import torch.nn.functional as F
-
 from uebench.attacks.base import Attack, CraftContext
-from uebench.attacks.patches import PatchPlacer, paste_everywhere
-from uebench.compute import autocast, frozen_copy
+from uebench.craft.solvers import CPU_PGD_CHUNK, MinMinCrafter, pgd  # noqa: F401 (re-exported: older imports)
 from uebench.hookspecs import hookimpl
-from uebench.noise import FORMS, Noise, apply_noise, to_unit_float
+from uebench.noise import FORMS, Noise
 from uebench.options import option
-from uebench.protocols import stratified_subset
-from uebench.train.step import SGDStep
-
-# On CPU, one fwd+bwd over 512 images is ~1.7-2x slower per image than over 64 (allocator and
-# cache churn on big activations), so PGD runs in chunks there.  Measured on 2 cores, BN-folded,
-# channels_last, image·steps/s at chunk 32/64/128/256: ToyModel 571/499/422/398 and
-# 630/719/581/435 (two runs), cnn-small 1231/1332/1321/1256.  In eval mode each sample's
-# gradient sign is independent of the others in its batch, so chunking changes nothing but
-# float rounding.
-CPU_PGD_CHUNK = 64
-
-def pgd(model, x, y, delta, eps: float, step_size: float, steps: int, *, descend: bool, device, precision: str = "fp32",
-        channels_last: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``steps`` signed-gradient steps on δ from x' = clip(x + δ), each projected to the ε-ball:
-    x' ← Π_ε(x' ∓ α·sign(∇ₓL(f(x'), y))) — *descending* the loss for error-minimizing noise,
-    ascending it for error-maximizing (adversarial) noise.  ``model`` is frozen (eval mode).
-    ``mask`` (1 where δ may be non-zero, e.g. a patch) is applied after every projection."""
-    # only the gradient's sign is used; scaling keeps fp16 gradients from underflowing to 0
-    scale = 1024.0 if precision == "fp16" else 1.0
-    sign = -1.0 if descend else 1.0
-    for _ in range(steps):
-        x_adv = apply_noise(x, delta)
-        x_adv = (x_adv.contiguous(memory_format=torch.channels_last) if channels_last else x_adv).requires_grad_(True)
-        with autocast(device, precision):
-            loss = F.cross_entropy(model(x_adv).float(), y)
-        (grad,) = torch.autograd.grad(loss * scale, x_adv)
-        delta = (x_adv.detach() + sign * step_size * grad.sign() - x).clamp_(-eps, eps)
-        if mask is not None:
-            delta = delta * mask
-    return delta
-
 
 PAPER_DEFAULTS = {"sample": {"steps": 20, "stop_error": 0.01}, "class": {"steps": 1, "stop_error": 0.1}}
 PAPER_CLASS_SUBSET = 0.2  # Δc is crafted on 20% of the training set
@@ -92,9 +55,11 @@ class ErrMinPGD(Attack):
         source: str | None = option(None, help="source model, any registered victim (protocol)")
         source_lr: float | None = option(None, help="source model's SGD learning rate (protocol)")
         batch_size: int | None = option(None, help="batch size for model steps and PGD passes (protocol)")
-        max_iters: int | None = option(None, help="cap on outer iterations; the row records if it, not λ, ended crafting (protocol)")
+        max_iters: int | None = option(None, help="cap on outer iterations; the row records if it, not λ, ended crafting "
+                                                  "(protocol)")
         class_subset: float | None = option(None, help="form=class only: fraction of the data δ is crafted on (paper: 0.2)")
-        patch: int | None = option(None, help="p: craft a p×p patch (random place while crafting) pasted at a random place of each image (Table 5)")
+        patch: int | None = option(None, help="p: craft a p×p patch (random place while crafting) "
+                                              "pasted at a random place of each image (Table 5)")
 
         def validate(self):
             for key in ("steps", "model_steps", "batch_size", "max_iters"):
@@ -130,172 +95,8 @@ class ErrMinPGD(Attack):
         )
 
     def craft(self, ctx: CraftContext) -> Noise:
-        o = self.resolve(ctx.protocol, ctx.eps)
+        o = self.resolved(ctx)
         return MinMinCrafter(o, ctx).run(self.name)
-
-
-class MinMinCrafter:
-    """One run of Algorithm 1; kept as an object so each phase reads as its own method."""
-
-    def __init__(self, o: ErrMinPGD.Options, ctx: CraftContext):
-        self.o, self.ctx = o, ctx
-        self.model = ctx.build_model(o.source)
-        self.step = SGDStep(self.model, o.source_lr, device_type=ctx.device.type, precision=ctx.precision)
-        # θ trains on the whole set (as in the reference code); δ is updated and λ measured on
-        # ``self.index``: everything for Δs, a stratified ``class_subset`` for Δc
-        if o.form == "class":
-            per_class = max(1, int(round(o.class_subset * len(ctx.y) / ctx.num_classes)))
-            counts = torch.bincount(ctx.y.cpu(), minlength=ctx.num_classes)
-            per_class = min(per_class, int(counts.min()))
-            self.index = stratified_subset(ctx.y.cpu(), per_class, ctx.seed).to(ctx.device)
-            rows = ctx.num_classes
-        else:
-            self.index = torch.arange(len(ctx.y), device=ctx.device)
-            rows = len(ctx.y)
-        channels, height, width = ctx.x.shape[1:]
-        self.placer = PatchPlacer(o.patch, height, width, ctx.generator) if o.patch is not None else None
-        shape = (rows, channels, o.patch, o.patch) if o.patch is not None else (rows, channels, height, width)
-        # the reference code starts from uniform noise in [-ε, ε]
-        self.delta = ((torch.rand(shape, generator=ctx.generator) * 2 - 1) * ctx.eps).to(ctx.device)
-        self._order = torch.empty(0, dtype=torch.long, device=ctx.device)
-        self.frozen: torch.nn.Module | None = None  # θ as of the last ``freeze()``
-        self._cursor = 0
-
-    # -- helpers -----------------------------------------------------------------------------
-    def _layout(self, x):
-        return x.contiguous(memory_format=torch.channels_last) if self.ctx.channels_last else x
-
-    def _delta_of(self, sample: torch.Tensor) -> torch.Tensor:
-        """The δ rows of the training images in ``sample`` (its class's δ for Δc)."""
-        return self.delta[self.ctx.y[sample]] if self.o.form == "class" else self.delta[sample]
-
-    def _noise_of(self, sample: torch.Tensor) -> tuple[torch.Tensor, tuple | None]:
-        """The full-size δ of each image in ``sample``; a patch lands at a fresh random place
-        (returned as ``where``, None without patches)."""
-        rows = self._delta_of(sample)
-        return self.placer.place(rows) if self.placer is not None else (rows, None)
-
-    def _next_batch(self) -> torch.Tensor:
-        """Images of the next model-step batch: shuffled sweeps over the whole set, across iterations."""
-        if self._cursor >= len(self._order):
-            self._order = torch.randperm(len(self.ctx.y), generator=self.ctx.generator).to(self.ctx.device)
-            self._cursor = 0
-        sample = self._order[self._cursor : self._cursor + self.o.batch_size]
-        self._cursor += self.o.batch_size
-        return sample
-
-    def freeze(self):
-        """Snapshot θ for a perturbation pass: eval mode, BatchNorm folded (see ``frozen_copy``)."""
-        self.frozen = frozen_copy(self.model, self.ctx.channels_last)
-
-    # -- the two phases ----------------------------------------------------------------------
-    def model_steps(self) -> float:
-        """M SGD steps of θ on (x + δ, y); returns the mean loss."""
-        ctx, total = self.ctx, 0.0
-        self.model.train()
-        for _ in range(self.o.model_steps):
-            sample = self._next_batch()
-            x = apply_noise(to_unit_float(ctx.x[sample]), self._noise_of(sample)[0])
-            with autocast(ctx.device, ctx.precision):
-                loss = F.cross_entropy(self.model(self._layout(x)).float(), ctx.y[sample])
-            self.step(loss)
-            total += loss.item()
-        return total / self.o.model_steps
-
-    def inner(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The inner minimisation over δ for a batch, θ frozen; returns the new δ (zero outside
-        ``mask`` where given).  Chunked on CPU: each sample's update is independent of the others
-        in its batch (eval mode, per-sample loss terms), so chunking changes nothing but float
-        rounding."""
-        if self.frozen is None:
-            self.freeze()
-        chunk = CPU_PGD_CHUNK if self.ctx.device.type == "cpu" else len(y)
-        if len(y) > chunk:
-            return torch.cat([self.solve(x[s : s + chunk], y[s : s + chunk], delta[s : s + chunk], None if mask is None else mask[s : s + chunk])
-                              for s in range(0, len(y), chunk)])
-        return self.solve(x, y, delta, mask)
-
-    def solve(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Algorithm 1's solver: T steps of x' ← Π_ε(x' − α·sign(∇ₓL(f(x'), y))) from x' = clip(x + δ)."""
-        ctx, o = self.ctx, self.o
-        return pgd(self.frozen, x, y, delta, ctx.eps, o.step_size, o.steps, descend=True, device=ctx.device,
-                   precision=ctx.precision, channels_last=ctx.channels_last, mask=mask)
-
-    @torch.no_grad()
-    def _correct(self, x, y, delta) -> int:
-        with autocast(self.ctx.device, self.ctx.precision):
-            logits = self.frozen(self._layout(apply_noise(x, delta)))
-        return int((logits.argmax(1) == y).sum())
-
-    def perturbation_pass(self) -> float:
-        """Update δ over the whole crafting set with the model fixed; returns the error on x+δ.
-
-        Sample-wise: each batch is measured right after its PGD steps, while it is in memory —
-        the model is frozen for the pass, so this equals the reference code's separate
-        evaluation pass but reads and stages the data once instead of twice.
-        Class-wise: δ_k moves after every batch, so the error needs a pass with the final δ; and
-        since the batches' order and make-up then matter, each pass walks the subset in a fresh
-        random order, as the reference code's shuffled loader does.
-        """
-        ctx, o = self.ctx, self.o
-        self.freeze()
-        correct = 0
-        walk = self.index
-        if o.form == "class":
-            walk = self.index[torch.randperm(len(self.index), generator=ctx.generator).to(self.index.device)]
-        # a pass can take minutes (T = 200 Adam steps on a CPU): its own bar, removed when it ends
-        bar = ctx.reporter.task("  perturbation pass (batches)", total=math.ceil(len(walk) / o.batch_size), transient=True)
-        for start in range(0, len(walk), o.batch_size):
-            sample = walk[start : start + o.batch_size]
-            x, y = to_unit_float(ctx.x[sample]), ctx.y[sample]
-            delta, where = self._noise_of(sample)
-            mask = None if where is None else PatchPlacer.mask(delta.shape, where, delta.device)
-            placed = self.inner(x, y, delta, mask)
-            eta = placed if where is None else PatchPlacer.take(placed, where)
-            if o.form == "sample":
-                self.delta[sample] = eta
-                correct += self._correct(x, y, placed)
-            else:  # δ_k ← clip(mean of the batch's class-k etas)
-                sums = torch.zeros_like(self.delta).index_add_(0, y, eta)
-                counts = torch.bincount(y, minlength=ctx.num_classes)
-                present = counts > 0
-                self.delta[present] = (sums[present] / counts[present].view(-1, 1, 1, 1)).clamp_(-ctx.eps, ctx.eps)
-            bar.update(1)
-        bar.close()
-        if o.form == "class":
-            for start in range(0, len(self.index), o.batch_size):
-                sample = self.index[start : start + o.batch_size]
-                correct += self._correct(to_unit_float(ctx.x[sample]), ctx.y[sample], self._noise_of(sample)[0])
-        return 1.0 - correct / len(self.index)
-
-    def run(self, attack: str = "errmin-pgd") -> Noise:
-        o, ctx = self.o, self.ctx
-        history, start = [], time.perf_counter()
-        bar = ctx.reporter.task(f"crafting Δ{o.form[0]} ({attack})", total=o.max_iters)
-        stop_reason, error = "max_iters", math.nan
-        for iteration in range(1, o.max_iters + 1):
-            loss = self.model_steps()
-            error = self.perturbation_pass()
-            history.append({"iteration": iteration, "model_loss": loss, "error": error, "seconds": time.perf_counter() - start})
-            bar.update(1, error=error, **{"λ": o.stop_error})
-            if error < o.stop_error:
-                stop_reason = "stop_error"
-                break
-        bar.close()
-        meta = {
-            "attack": attack,
-            "stop_reason": stop_reason,
-            "iterations": len(history),
-            "final_error": error,
-            "history": history,
-            "source": o.source,
-        }
-        if self.placer is None:
-            return Noise(self.delta.detach().clone(), o.form, ctx.eps, meta)
-        # released: each image's patch pasted at one random place (a sample-wise noise)
-        meta.update(patch=o.patch, crafted_form=o.form)
-        full = paste_everywhere(self.delta.detach(), ctx.y, o.form, *ctx.x.shape[2:], ctx.generator)
-        return Noise(full, "sample", ctx.eps, meta)
 
 
 @hookimpl

@@ -29,24 +29,34 @@ Options (``-o key=value``):
   or the usual name.
 - ``form`` (``auto``): ``sample`` or ``class``.  ``auto`` reads K = number-of-classes rows as
   class-wise when there are more training images than classes, and any other count as
-  sample-wise.  Poisoned images are always sample-wise.
+  sample-wise.  Poisoned images are always sample-wise, and so is a folder; a ``class_map``
+  makes δ class-wise.  ``resolve`` records the form it stands for wherever it can tell before
+  crafting (see *Resolving*), so the cell's key and its row's label name it.
 - ``indices`` (``""``): the training-set indices of the file's rows.  ``""`` means 0, 1, 2, …
   (for a folder, the number in each name); ``a:b`` (or ``:b``) means rows a … b−1; a ``.npy``
   path means one int per row.  Only for sample-wise noise.
-- ``allow_prefix`` (``false``): when the runner does not say which images the subset holds,
-  accept a file with more rows than the subset and use its first N rows.
+- ``allow_prefix`` (``false``): for a context that does not say which images the subset holds
+  (no ``ctx.train_index``), accept a file with more rows than the subset and use its first N.
 
-Index mapping: which file row goes with which training image.  When the runner passes the
-dataset indices of the subset's rows (``ctx.train_index``), each one is looked up among the
-file's ``indices``.  A file that covers the first k training images then serves every protocol
-whose subset lies inside them, in any order.  Without that attribute (today's runner, whose
-context does not know the subset's original indices), row i goes with the subset's i-th image.
-The file must then have exactly N rows, or at least N with ``allow_prefix=true``, and
-``indices`` cannot be honoured (it is refused, not ignored).  That positional rule is right
-only for a file made for that exact subset, in that order: ``paper`` and ``cpu-full`` (the whole
-training set in dataset order), and not the stratified random subsets of ``cpu`` and ``smoke``
-unless the file was made for them.  Poisoned images expose a mismatch, because their difference
-from the wrong clean image is far beyond ε; a δ file cannot.
+Index mapping: which file row goes with which training image.  The runner passes the dataset
+indices of the subset's rows (``ctx.train_index``, from ``runner.load_cell``), and each one is
+looked up among the file's ``indices``: a file that covers the first k training images serves
+every protocol whose subset lies inside them (``cpu`` and ``smoke`` draw stratified subsets of
+the whole set: ``uebench protocols indices`` prints them), in any order.  A context without
+``train_index`` (one built outside the runner, e.g. by a plugin's own test) falls back to
+position: row i goes with the subset's i-th image, the file must have exactly N rows (at least
+N with ``allow_prefix=true``), and ``indices`` is refused, not ignored.  That rule is right only
+for a file made for that exact subset, in that order.  Poisoned images expose a mismatch, because
+their difference from the wrong clean image is far beyond ε; a δ file cannot.
+
+Resolving.  ``resolve`` reads only the file's header (a .npy/.npz array header, a .pt through
+``torch.load(weights_only=True, mmap=True)``, which maps the tensor without reading it; no
+values, nothing unpickled beyond tensors) and makes ``form=auto`` concrete where that decides
+it: ``sample`` for poisoned images and folders, ``class`` with a ``class_map``, and for a δ of
+K rows ``class`` or ``sample`` once it is told the dataset (``resolve(..., dataset=)``: its
+class count K, and the protocol's training-set size).  Where it cannot tell (a δ without the
+dataset, a file it cannot read; ``craft`` then reads it and says what is wrong) ``auto`` stays,
+and the noise's ``form`` records what ``craft`` found.
 
 Checks.  Every failure raises ``OptionError``, naming the file, what was found and what was
 expected.  The checks cover the row count (N sample-wise, K class-wise), the image shape, the
@@ -72,7 +82,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +131,8 @@ def parse_class_map(text: str) -> dict[int, int]:
     for item in filter(None, (p.strip() for p in text.split(","))):
         target, sep, source = item.partition("=")
         if not sep or not target.strip().isdigit() or not source.strip().isdigit():
-            raise ValueError(f"class_map item {item!r} is not TARGET=SOURCE (two class indices); presets: {', '.join(CLASS_MAPS)}")
+            raise ValueError(f"class_map item {item!r} is not TARGET=SOURCE (two class indices); "
+                             f"presets: {', '.join(CLASS_MAPS)}")
         if int(target) in pairs:
             raise ValueError(f"class_map maps target class {int(target)} twice")
         pairs[int(target)] = int(source)
@@ -178,26 +189,40 @@ class FromFile(Attack):
     class Options:
         path: str = option("", help="required: a .pt/.pth (δ tensor), .npy/.npz (float δ or poisoned uint8 images) "
                                     "or a folder of poisoned images named by training index")
-        key: str = option("", help="array in an .npz / dict key in a .pt; '' = its only one, or a usual name (perturbation, noise, delta, ...)")
+        key: str = option("", help="array in an .npz / dict key in a .pt; '' = its only one, or a usual name "
+                                   "(perturbation, noise, delta, ...)")
         form: str = option("auto", help="sample | class | auto (K rows with more training images than classes = class)",
                            choices=("auto", *FORMS))
         indices: str = option("", help="training-set indices of the file's rows: '' = 0,1,2,... (a folder: its file numbers), "
-                                       "a:b, or a .npy of ints; needs the runner to pass ctx.train_index")
-        allow_prefix: bool = option(False, help="without ctx.train_index: use the first N rows of a file with more rows than the subset")
-        class_map: str = option("", help="transfer class-wise noise crafted on another dataset: 'T=S,...' gives target class T the file's "
-                                         "row S (indices), or a preset: " + ", ".join(CLASS_MAPS))
+                                       "a:b, or a .npy of ints; looked up by the subset's ctx.train_index (the runner passes it)")
+        allow_prefix: bool = option(False, help="only for a context without ctx.train_index (not the runner's): use the first N "
+                                                "rows of a file with more rows than the subset")
+        class_map: str = option("", help="transfer class-wise noise crafted on another dataset: 'T=S,...' gives target "
+                                         "class T the file's row S (indices), or a preset: " + ", ".join(CLASS_MAPS))
 
         def validate(self):
             if not self.path.strip():
-                raise ValueError("path is required: -o path=FILE_OR_FOLDER (a .pt, .pth, .npy or .npz file, or a folder of images)")
+                raise ValueError("path is required: -o path=FILE_OR_FOLDER "
+                                 "(a .pt, .pth, .npy or .npz file, or a folder of images)")
             path = Path(self.path).expanduser()
             if not path.exists():
                 raise ValueError(f"path {self.path!r}: no such file or folder")
             if self.class_map.strip():
                 parse_class_map(self.class_map)
+                if self.form == "sample":  # the key and the label would say sample of a class-wise noise
+                    raise ValueError("class_map makes class-wise noise (one row per target class): drop form=sample")
             parsed = parse_indices(self.indices)
             if isinstance(parsed, Path) and not parsed.is_file():
                 raise ValueError(f"indices {self.indices!r}: no such file")
+
+    def resolve(self, protocol, eps: float, dataset=None):
+        """The options with ``form=auto`` made concrete where the file's header decides it (see
+        *Resolving* in the module docstring); ``dataset`` (its ``classes``, and ``train_images``
+        for a protocol that trains on the whole set) lets it decide a δ's form too."""
+        resolved = replace(self.options)
+        if resolved.form == "auto":
+            resolved.form = _resolve_form(resolved, protocol, dataset)
+        return resolved
 
     def input_files(self, resolved) -> dict[str, Path]:
         files = {"path": Path(resolved.path).expanduser()}
@@ -212,6 +237,8 @@ class FromFile(Attack):
             o.validate()  # also when built directly, not through build_options
         except ValueError as exc:
             raise OptionError(f"attack 'from-file': {exc}") from None
+        resolved = getattr(ctx, "options", None)  # the cell's resolved options, where the runner passes them
+        form_option = resolved.form if isinstance(resolved, FromFile.Options) else o.form
         path = Path(o.path).expanduser()
         chw = tuple(ctx.x.shape[1:])
         found = self._read(path, chw)
@@ -219,14 +246,15 @@ class FromFile(Attack):
         data, layout = _to_nchw(found.data, chw, where)
         is_images = data.dtype == torch.uint8
         if not is_images and data.dtype not in FLOAT_DTYPES:
-            raise OptionError(f"{where}: {_describe(data)}; expected float (δ on the [0, 1] pixel scale) or uint8 (poisoned images)")
+            raise OptionError(f"{where}: {_describe(data)}; expected float (δ on the [0, 1] pixel scale) "
+                              "or uint8 (poisoned images)")
         mapped = None
         if o.class_map.strip():  # transfer: each target class takes the source class's row
             if is_images:
                 raise OptionError(f"{where}: class_map maps class-wise δ rows; this file holds poisoned images")
             mapped = map_classes(parse_class_map(o.class_map), ctx.num_classes, len(data), where)
             data = data[mapped]
-        form = "class" if mapped is not None else self._form(len(data), ctx, is_images, where)
+        form = "class" if mapped is not None else self._form(form_option, len(data), ctx, is_images, where)
         meta = {"attack": self.name, "path": str(path.resolve()), "format": found.fmt, "key": found.key,
                 "content": "images" if is_images else "delta", "layout": layout, "file_rows": len(data),
                 "file_dtype": str(data.dtype).replace("torch.", "")}
@@ -234,7 +262,8 @@ class FromFile(Attack):
             meta["class_map"] = mapped.tolist()
         if form == "class":
             if o.indices.strip():
-                raise OptionError(f"{where}: indices={o.indices!r} applies to sample-wise noise; this file is class-wise ({len(data)} rows)")
+                raise OptionError(f"{where}: indices={o.indices!r} applies to sample-wise noise; "
+                                  f"this file is class-wise ({len(data)} rows)")
             rows, meta["mapping"] = None, "class"
         else:
             rows, meta["mapping"] = self._rows(len(data), found.index, ctx, where)
@@ -247,11 +276,13 @@ class FromFile(Attack):
         delta = delta.clamp_(-ctx.eps, ctx.eps)
         return Noise(delta.contiguous().to(ctx.device), form, ctx.eps, meta)
 
-    def _form(self, rows: int, ctx: CraftContext, is_images: bool, where: str) -> str:
-        form, n, k = self.options.form, len(ctx.y), ctx.num_classes
+    @staticmethod
+    def _form(form: str, rows: int, ctx: CraftContext, is_images: bool, where: str) -> str:
+        n, k = len(ctx.y), ctx.num_classes
         if is_images:
             if form == "class":
-                raise OptionError(f"{where}: poisoned images are one per training image (sample-wise); form=class needs a K×C×H×W δ")
+                raise OptionError(f"{where}: poisoned images are one per training image (sample-wise); "
+                                  "form=class needs a K×C×H×W δ")
             return "sample"
         if form == "class" and rows != k:
             raise OptionError(f"{where}: {rows} rows, but class-wise noise has one per class: expected {k} (K×C×H×W)")
@@ -260,7 +291,8 @@ class FromFile(Attack):
         if rows == k and n > k:
             return "class"
         if rows == k:
-            raise OptionError(f"{where}: {rows} rows fit both one per class (K={k}) and the {n} training images: set -o form=sample or -o form=class")
+            raise OptionError(f"{where}: {rows} rows fit both one per class (K={k}) and the {n} training images: "
+                              "set -o form=sample or -o form=class")
         return "sample"
 
     def _rows(self, m: int, named: torch.Tensor | None, ctx: CraftContext, where: str) -> tuple[torch.Tensor, str]:
@@ -272,8 +304,9 @@ class FromFile(Attack):
             if parsed is not None:
                 raise OptionError(
                     f"{where}: indices={o.indices!r} needs to know which training images this protocol's subset holds, and "
-                    "this runner does not pass them (CraftContext.train_index); without it file row i goes with the subset's "
-                    "i-th image: drop indices, and give a file of exactly the subset's rows (or allow_prefix=true)")
+                    "this context does not say (CraftContext.train_index, which the runner passes); without it file row i "
+                    "goes with the subset's i-th image: drop indices, and give a file of exactly the subset's rows (or "
+                    "allow_prefix=true)")
             if m == n:
                 return torch.arange(n), "positional"
             if m > n and o.allow_prefix:
@@ -332,6 +365,91 @@ class FromFile(Attack):
             return _read_array_file(path, self.options.key)
         raise OptionError(f"{path}: unknown kind of file {suffix or '(no suffix)'!r}; from-file reads "
                           f"{', '.join(TENSOR_SUFFIXES + ARRAY_SUFFIXES)} files and folders of images")
+
+
+# --- resolving: the form from the file's header ------------------------------------------------
+def _resolve_form(o, protocol, dataset) -> str:
+    """``form=auto`` made concrete where the options and the file's header decide it; ``auto``
+    where they do not (``craft`` then decides, with the context's class and image counts)."""
+    if o.class_map.strip():  # a map picks one source row per target class
+        return "class"
+    head = _peek(Path(o.path).expanduser(), o.key)
+    if head is None:
+        return "auto"
+    content, rows = head
+    if content == "images":
+        return "sample"
+    k = len(getattr(dataset, "classes", None) or ()) if dataset is not None else 0
+    if not k:
+        return "auto"
+    if rows != k:
+        return "sample"
+    per_class = getattr(protocol, "train_per_class", None)
+    # the whole training set: its declared size, else taken to hold more images than classes
+    n = per_class * k if per_class is not None else getattr(dataset, "train_images", None) or k + 1
+    return "class" if n > k else "auto"  # n == k fits both: craft asks for form
+
+
+def _peek(path: Path, key: str) -> tuple[str, int | None] | None:
+    """(``images`` or ``delta``, rows) of what ``craft`` would read from ``path``, from its header
+    alone; None when the header does not say (or cannot be read: ``craft`` reports that)."""
+    if path.is_dir():
+        return "images", None
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TENSOR_SUFFIXES:
+            return _peek_tensor(path, key)
+        if suffix == ".npy":
+            with path.open("rb") as f:
+                return _peek_npy(f)
+        if suffix == ".npz":
+            return _peek_npz(path, key)
+    except Exception:  # a header that cannot be read decides nothing: craft reads the file and says why
+        return None
+    return None
+
+
+def _peek_tensor(path: Path, key: str):
+    # mmap: the tensors are mapped, not read; weights_only: nothing but tensors is unpickled
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if isinstance(payload, dict):
+        tensors = {str(k): v for k, v in payload.items() if isinstance(v, torch.Tensor)}
+        payload = _pick(tensors, key, str(path), "tensor")[1] if tensors else None
+    if not isinstance(payload, torch.Tensor) or payload.dim() < 1:
+        return None
+    kind = "images" if payload.dtype == torch.uint8 else "delta" if payload.dtype in FLOAT_DTYPES else None
+    return (kind, int(payload.shape[0])) if kind else None
+
+
+def _peek_npy(f):
+    """(kind, rows) from an open .npy stream's header; its data is never read."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(f)
+    readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    if version not in readers:
+        return None
+    shape, _, dtype = readers[version](f)
+    kind = "images" if dtype == np.uint8 else "delta" if dtype.kind == "f" else None
+    return (kind, int(shape[0])) if kind and shape else None
+
+
+def _peek_npz(path: Path, key: str):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        names = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+        if key:
+            name = key if key in names else None
+        elif len(names) == 1:
+            name = names[0]
+        else:
+            usual = [k for k in USUAL_KEYS if k in names]
+            name = usual[0] if len(usual) == 1 else None
+        if name is None:
+            return None
+        with archive.open(f"{name}.npy") as f:  # decompresses the header's bytes only
+            return _peek_npy(f)
 
 
 def _pick(items: dict, key: str, where: str, what: str):

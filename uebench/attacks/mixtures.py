@@ -31,7 +31,7 @@ def component(ctx: CraftContext, attack: str, seed: int) -> torch.Tensor:
     provides ``ctx.craft_other``)."""
     from uebench.plugins import get_host
 
-    entry = get_host().attacks.get(attack)
+    entry = (ctx.host or get_host()).attacks.get(attack)
     declared = {f for f in getattr(entry.cls.Options, "__dataclass_fields__", {})}
     options = {"form": "class"} if "form" in declared else {}
     if ctx.craft_other is not None:
@@ -40,21 +40,33 @@ def component(ctx: CraftContext, attack: str, seed: int) -> torch.Tensor:
         from dataclasses import replace
 
         from uebench.options import build_options
-        from uebench.seeds import seed_streams
+        from uebench.seeds import seed_global, seed_streams
 
         streams = seed_streams(seed)
-        torch.manual_seed(streams.craft)
-        noise = entry.cls(build_options(entry.cls.Options, options)).craft(replace(ctx, seed=seed, generator=streams.generator("craft")))
+        seed_global(streams.craft)
+        noise = entry.cls(build_options(entry.cls.Options, options)).craft(
+            replace(ctx, seed=seed, generator=streams.generator("craft")))
     if noise is None or noise.form != "class":
-        raise ValueError(f"mixtures need a class-wise component; {attack!r} gave {None if noise is None else noise.form + '-wise'} noise")
+        raise ValueError("mixtures need a class-wise component; "
+                         f"{attack!r} gave {None if noise is None else noise.form + '-wise'} noise")
     return noise.delta.to(ctx.device)
 
 
-class MixOr(Attack):
+class _Mixture(Attack):
+    """What both mixtures share: a class-wise component attack, named by the ``attack`` option."""
+
+    cacheable = False
+
+    def check(self, resolved, host) -> None:
+        """The component must be an attack of this run's plugins (``--plugins-dir`` included):
+        an unknown name fails while the cell is prepared, not after the data is loaded."""
+        host.attacks.get(self.options.attack)
+
+
+class MixOr(_Mixture):
     """Δc1 ∨ Δc2: each image carries one of two independently crafted class-wise noises (Huang et al. 2021, Table 5)."""
 
     name = "mix-or"
-    cacheable = False
 
     @dataclass
     class Options:
@@ -68,11 +80,10 @@ class MixOr(Attack):
                                                 "component_seeds": [2 * ctx.seed, 2 * ctx.seed + 1]})
 
 
-class MixAdd(Attack):
+class MixAdd(_Mixture):
     """Δc1 + Δu: class-wise noise plus per-image uniform noise, clipped to ε (Huang et al. 2021, Table 5)."""
 
     name = "mix-add"
-    cacheable = False
 
     @dataclass
     class Options:
@@ -82,7 +93,8 @@ class MixAdd(Attack):
         base = component(ctx, self.options.attack, 2 * ctx.seed)
         uniform = ((torch.rand(ctx.x.shape, generator=ctx.generator) * 2 - 1) * ctx.eps).to(ctx.device)
         delta = (base[ctx.y] + uniform).clamp_(-ctx.eps, ctx.eps)
-        return Noise(delta, "sample", ctx.eps, {"attack": self.name, "component": self.options.attack, "component_seeds": [2 * ctx.seed]})
+        return Noise(delta, "sample", ctx.eps,
+                     {"attack": self.name, "component": self.options.attack, "component_seeds": [2 * ctx.seed]})
 
 
 @hookimpl

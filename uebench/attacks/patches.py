@@ -26,7 +26,8 @@ class PatchPlacer:
         top = torch.randint(0, self.height - p + 1, (n,), generator=self.generator).to(dev)
         left = torch.randint(0, self.width - p + 1, (n,), generator=self.generator).to(dev)
         span = torch.arange(p, device=dev)
-        where = (torch.arange(n, device=dev)[:, None, None], (top[:, None] + span)[:, :, None], (left[:, None] + span)[:, None, :])
+        where = (torch.arange(n, device=dev)[:, None, None], (top[:, None] + span)[:, :, None],
+                 (left[:, None] + span)[:, None, :])
         full = torch.zeros(n, self.height, self.width, c, dtype=patches.dtype, device=dev)
         full[where] = patches.permute(0, 2, 3, 1)
         return full.permute(0, 3, 1, 2), where

@@ -24,15 +24,7 @@ class BadInput(click.UsageError):
 
 
 class ErrorHandlingGroup(click.Group):
-    def get_command(self, ctx, name):
-        command = super().get_command(ctx, name)
-        if command is None:  # a plugin may add it; load plugins only now (lazily)
-            from uebench.plugins import get_host
-
-            host = get_host((ctx.obj or {}).get("plugins_dirs", ()) if ctx.obj else ctx.params.get("plugins_dirs", ()))
-            host.commands(self)
-            command = super().get_command(ctx, name)
-        return command
+    """A group whose commands' uebench errors become one-paragraph messages with exit codes."""
 
     def invoke(self, ctx):
         try:

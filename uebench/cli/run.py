@@ -25,43 +25,64 @@ class FractionType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-@click.command()
+@click.command(short_help="Run one cell and append its row to OUT/results.csv.")
 @click.option("--attack", default="errmin-pgd", show_default=True, help="Attack name (see `uebench attacks list`).")
 @click.option("--defense", "defenses", multiple=True, default=("none",), show_default=True,
               help="Defense name (see `uebench defenses list`); repeat to compose, applied in the order given.")
 @click.option("--victim", default=None, help="Victim name, or timm:<model>; default: the protocol's victim.")
 @click.option("--dataset", default="cifar10", show_default=True, help="Dataset name (see `uebench datasets list`).")
 @click.option("--protocol", default=None, help="A protocol of `uebench protocols list`; default: paper with CUDA, cpu without.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="The cell's seed: its noise, poison mask, victim weights, data order and augmentation draws "
+                   "(uebench/seeds.py).")
 @click.option("--eps", default="8/255", show_default=True, type=FractionType(), help="L∞ budget on the [0,1] pixel scale.")
-@click.option("--poison-rate", default="1", show_default=True, type=FractionType(), help="Fraction of training samples poisoned, in [0, 1].")
-@click.option("--poison-classes", default="", metavar="NAMES", help="Poison only these classes (comma-separated names or indices, e.g. bird,cat); --poison-rate applies within them.")
-@click.option("--drop-poisoned", is_flag=True, help="Train on the clean remainder alone: the poisoned samples are left out (Table 2's comparison).")
-@click.option("--float-noise", is_flag=True, help="Train on x+δ in float instead of the released 8-bit images (quantized by default).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Attack/defense/victim option (repeatable); prefix attack./defense./victim. if ambiguous.")
-@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False), help="Dataset root, an existing folder (else $UEBENCH_DATA, else ~/.cache/uebench).")
-@click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False), help="Folder for results.csv and curves/.")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
+@click.option("--poison-rate", default="1", show_default=True, type=FractionType(),
+              help="Fraction of training samples poisoned, in [0, 1].")
+@click.option("--poison-classes", default="", metavar="NAMES",
+              help="Poison only these classes (comma-separated names or indices, e.g. bird,cat); "
+                   "--poison-rate applies within them.")
+@click.option("--drop-poisoned", is_flag=True,
+              help="Train on the clean remainder alone: the poisoned samples are left out (Table 2's comparison).")
+@click.option("--float-noise", is_flag=True,
+              help="Train on x+δ in float instead of the released 8-bit images (quantized by default).")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Attack/defense/victim option (repeatable); prefix attack./defense./victim. if ambiguous.")
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Dataset root, an existing folder (else $UEBENCH_DATA, else ~/.cache/uebench).")
+@click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for results.csv and curves/.")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS), help="auto = the protocol's (fp32 for cpu, cpu-full, smoke), else bf16 on GPUs and bf16-capable CPUs, fp32 elsewhere.")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS),
+              help="auto = the protocol's (fp32 for cpu, cpu-full, smoke), "
+                   "else bf16 on GPUs and bf16-capable CPUs, fp32 elsewhere.")
 @click.option("--compile", "compile_mode", default="none", show_default=True, type=click.Choice(COMPILE_MODES),
-              help="torch.compile the victim (reduce-overhead: CUDA graphs on a GPU). Compiling costs tens of seconds; not part of the cell's key.")
+              help="torch.compile the victim (reduce-overhead: CUDA graphs on a GPU). "
+                   "Compiling costs tens of seconds; not part of the cell's key.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
-              help="CPU threads the cell computes on; default: the protocol's (1), so the row reproduces bit for bit. Part of the cell's key.")
+              help="CPU threads the cell computes on; default: the protocol's (1), so the row reproduces bit for bit. "
+                   "Part of the cell's key.")
 @click.option("--board", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="Committed results to compare the run with; default: leaderboards/<protocol>/results.csv (cwd, else the checkout).")
+              help="Committed results to compare the run with; default: leaderboards/<protocol>/results.csv "
+                   "(cwd, else the checkout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results row as JSON; no progress bars.")
 @click.pass_context
-def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate, poison_classes, drop_poisoned, float_noise, options, data_dir, out, cache_dir,
-        device, precision, compile_mode, threads, board, as_json):
+def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate, poison_classes, drop_poisoned, float_noise,
+        options, data_dir, out, cache_dir, device, precision, compile_mode, threads, board, as_json):
     """Run one cell and append its row to OUT/results.csv.
 
-    Example: uebench run --attack errmin-pgd -o form=class --defense jpeg --defense cutmix
+    \b
+    Example:
+      uebench run --attack errmin-pgd -o form=class --defense jpeg --defense cutmix
     """
+    from uebench.cell import CellSpec, RunSettings, prepare
+    from uebench.cli.routing import route_options
     from uebench.plugins import get_host
     from uebench.progress import Reporter
     from uebench.protocols import default_protocol_name, get_protocol
-    from uebench.runner import CellSpec, prepare, record, route_options, run_cell
+    from uebench.record import record
+    from uebench.runner import run_cell
 
     plugins_dirs = ctx.obj["plugins_dirs"]
     host = get_host(plugins_dirs)
@@ -72,12 +93,13 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
     spec = CellSpec(
         attack=attack, defenses=tuple(defenses), victim=victim, dataset=dataset, protocol=protocol, seed=seed, eps=eps,
         poison_rate=poison_rate, poison_classes=tuple(c for c in poison_classes.split(",") if c.strip()),
-        drop_poisoned=drop_poisoned, quantize=not float_noise, attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
-        data_dir=data_dir, out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, device=device,
-        precision=precision, compile=compile_mode, threads=threads, plugins_dirs=plugins_dirs,
+        drop_poisoned=drop_poisoned, quantize=not float_noise, attack_options=a_opts, defense_options=d_opts,
+        victim_options=v_opts,
     )
+    settings = RunSettings(data_dir=data_dir, out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, device=device,
+                           precision=precision, compile=compile_mode, threads=threads, plugins_dirs=plugins_dirs)
     with Reporter(quiet=as_json) as reporter:
-        cell = prepare(spec, reporter)
+        cell = prepare(spec, settings, host, reporter)
         row, history = run_cell(cell, reporter)
     record(Path(out), row, history)
     if as_json:
@@ -111,7 +133,8 @@ def summary_table(row: dict) -> Table:
         ("dataset", row["dataset"]),
         ("attack", f"{row['attack']} {row['attack_options']}"),
         ("ε / poison rate", (f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255)" if row["norm"] == "linf"
-                             else f"L0, {row['norm'][3:]} pixel(s) per image, max |δ| {float(row['l0_max_delta']):.3f}") + f" / {row['poison_rate']:g}"
+                             else f"L0, {row['norm'][3:]} pixel(s) per image, max |δ| {float(row['l0_max_delta']):.3f}")
+         + f" / {row['poison_rate']:g}"
          + (f" of classes {row['poison_classes']}" if row["poison_classes"] else "")
          + (" — poisoned samples dropped, trained on the clean rest" if row["drop_poisoned"] else "")
          + ("" if row["quantized"] else " (float noise, not quantized)")),
@@ -119,10 +142,12 @@ def summary_table(row: dict) -> Table:
         ("victim", row["victim"]),
         ("clean test acc (final)", f"[bold]{row['final_test_acc'] * 100:.2f}%[/]"
          + (f" (weights of epoch {row['selected_epoch']})" if row["selected_epoch"] != row["epochs"] else "")),
-        ("oracle: best test acc (epoch)", f"{row['oracle_best_test_acc'] * 100:.2f}% (epoch {row['oracle_best_epoch']}; picked on the test set, not a defense)"),
+        ("oracle: best test acc (epoch)", f"{row['oracle_best_test_acc'] * 100:.2f}% (epoch {row['oracle_best_epoch']}; "
+                                          "picked on the test set, not a defense)"),
         ("train acc (final)", f"{row['final_train_acc'] * 100:.2f}%"),
         ("crafting", f"{row['craft_seconds']:.1f}s" + (" (cached)" if row["noise_cached"] else "")
-         + (f", stopped by {row['craft_stop_reason']} after {row['craft_iterations']} iterations, error {row['craft_final_error']:.4f}" if row["craft_stop_reason"] else "")),
+         + (f", stopped by {row['craft_stop_reason']} after {row['craft_iterations']} iterations, "
+            f"error {row['craft_final_error']:.4f}" if row["craft_stop_reason"] else "")),
         ("training", f"{row['train_seconds']:.1f}s on {row['device']} ({row['precision']}, torch {row['torch_version']})"),
         ("data", f"digest {row['data_digest']} · config {row['config_key']} · cell {row['cell_key']}"),
     ]

@@ -12,32 +12,45 @@ from rich.table import Table
 from uebench.compute import COMPILE_MODES, PRECISIONS
 
 
-@click.command()
+@click.command(short_help="Run the cells of a matrix that OUT lacks; resumable.")
 @click.argument("matrix", type=click.Path(dir_okay=False))
-@click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False), help="Folder for results.csv and curves/.")
+@click.option("--out", default="uebench-out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for results.csv and curves/.")
 @click.option("--dry-run", is_flag=True, help="List the cells (done or to do) and the noises still to craft; run nothing.")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64), help="local: cells at a time, in worker processes, each on its protocol's pinned CPU threads (1): --jobs 2 fills 2 cores.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="local: cells at a time, in worker processes, each on its protocol's pinned CPU threads (1): "
+                   "--jobs 2 fills 2 cores.")
 @click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]), help="Where cells run.")
 @click.option("--address", default=None, help="ray: the cluster (auto, ray://host:10001, host:6379); default: a local Ray.")
-@click.option("--cpus-per-cell", default=1.0, show_default=True, type=float, help="ray: CPUs a cell's task asks for (its torch threads are the protocol's, or --threads).")
-@click.option("--gpus-per-cell", default=None, type=float, help="ray: GPUs a cell's task asks for (default: 1 where the cluster has GPUs, else 0; 0.5 puts two cells on a GPU).")
-@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False), help="Dataset root, an existing folder (else $UEBENCH_DATA, else ~/.cache/uebench).")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
+@click.option("--cpus-per-cell", default=1.0, show_default=True, type=float,
+              help="ray: CPUs a cell's task asks for (its torch threads are the protocol's, or --threads).")
+@click.option("--gpus-per-cell", default=None, type=float,
+              help="ray: GPUs a cell's task asks for (default: 1 where the cluster has GPUs, else 0; "
+                   "0.5 puts two cells on a GPU).")
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Dataset root, an existing folder (else $UEBENCH_DATA, else ~/.cache/uebench).")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS))
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS),
+              help="auto = the protocol's (fp32 for cpu, cpu-full, smoke), "
+                   "else bf16 on GPUs and bf16-capable CPUs, fp32 elsewhere.")
 @click.option("--compile", "compile_mode", default="none", show_default=True, type=click.Choice(COMPILE_MODES),
               help="torch.compile every cell's victim (reduce-overhead: CUDA graphs on a GPU); not part of a cell's key.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="CPU threads each cell computes on; default: the protocol's (1). Part of every cell's key.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON; else the new rows as JSON lines, no bars.")
+@click.option("--json", "as_json", is_flag=True,
+              help="With --dry-run: the plan as JSON; else the new rows as JSON lines, no bars.")
 @click.pass_context
-def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpus_per_cell, data_dir, cache_dir, device, precision,
-          compile_mode, threads, as_json):
+def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpus_per_cell, data_dir, cache_dir, device,
+          precision, compile_mode, threads, as_json):
     """Run every cell of MATRIX (a TOML file; see uebench/sweep/matrix.py for the format) that
     OUT/results.csv does not hold yet.  A killed sweep loses at most the cells in flight:
     rerun the same command and it does the rest.
 
-    Example: uebench sweep leaderboards/cpu/matrix.toml --out leaderboards/cpu --dry-run
+    \b
+    Example:
+      uebench sweep leaderboards/cpu/matrix.toml --out leaderboards/cpu --dry-run
     """
     from uebench.progress import Reporter
     from uebench.sweep.local import run_local
@@ -59,6 +72,8 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
             crafts = sorted({c["noise"] for c in cells if not c["done"] and c["noise"] and not c["noise_cached"]})
             click.echo(f"{len(plan.todo)} of {len(plan.cells)} cells to run; {len(crafts)} noise(s) to craft"
                        + (": " + ", ".join(crafts) if crafts else ""))
+            if plan.todo:
+                click.echo(f"time for the cells to do: {_estimate(cells, Path(out)).describe()}")
         return
     with Reporter(quiet=as_json) as reporter:
         if executor == "ray":
@@ -74,22 +89,32 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
         click.echo(f"{len(outcome.rows)} cell(s) run, {len(plan.done)} already done; rows in {Path(out) / 'results.csv'}")
     if outcome.failed:
         listing = "\n".join(f"  - {label}: {why}" for label, why in outcome.failed)
-        raise click.ClickException(f"{len(outcome.failed)} cell(s) failed and have no row; rerun the sweep to retry them:\n{listing}")
+        raise click.ClickException(f"{len(outcome.failed)} cell(s) failed and have no row; "
+                                   f"rerun the sweep to retry them:\n{listing}")
+
+
+def _estimate(cells: list[dict], out: Path):
+    from uebench.sweep.estimate import estimate
+
+    todo = [(c["config_key"], c["noise"] if c["noise"] and not c["noise_cached"] else None) for c in cells if not c["done"]]
+    return estimate(todo, out / "results.csv")
 
 
 def _describe(key, cell, done: bool, settings: dict) -> dict:
-    """One cell of the plan: what it is, whether it is done, which noise it needs."""
-    from uebench.cache import NoiseCache
-    from uebench.protocols import stratified_subset
-    from uebench.runner import identity_options, noise_key_of
+    """One cell of the plan: what it is, whether it is done, which noise it needs (named by the
+    cell's noise request: nothing is loaded)."""
+    from uebench.cellkey import config_key
+    from uebench.craft.cache import NoiseCache
+    from uebench.craft.identity import identity_options
+    from uebench.record import planned_row
+    from uebench.sweep.plan import noise_group
 
     noise, cached = "", False
-    if not done and cell.attack.cacheable and cell.attack.name != "none" and not cell.spec.drop_poisoned:
-        data = cell.dataset.load(settings["data_dir"])
-        size = len(stratified_subset(data.y_train, cell.protocol.train_per_class, cell.protocol.subset_seed))
-        noise = noise_key_of(cell.attack, cell.attack_resolved, cell.dataset.name, cell.protocol, cell.spec.seed, cell.spec.eps, size, cell.provenance)
+    if not done and noise_group(cell) is not None:
+        noise = cell.noise.key
         cached = NoiseCache(settings["cache_dir"]).path(noise).exists()
-    return {"cell_key": key, "done": done, "attack": cell.attack.name, "attack_options": identity_options(cell.attack, cell.attack_resolved),
+    return {"cell_key": key, "config_key": config_key(planned_row(cell)), "done": done, "attack": cell.attack.name,
+            "attack_options": identity_options(cell.attack, cell.resolved),
             "defense": cell.defense_name, "victim": cell.victim_name, "dataset": cell.dataset.name, "seed": cell.spec.seed,
             "noise": noise, "noise_cached": cached}
 

@@ -43,7 +43,8 @@ class NoiseCache:
         for stale in self.folder.glob(f".{key}.pt.*.tmp"):
             stale.unlink(missing_ok=True)
 
-    def get(self, key: str, shape: tuple[int, ...] | None = None, identity: dict | None = None) -> tuple[Noise | None, str | None]:
+    def get(self, key: str, shape: tuple[int, ...] | None = None,
+            identity: dict | None = None) -> tuple[Noise | None, str | None]:
         """(noise, None) on a valid hit; (None, reason) on a miss or an invalid file (then removed).
 
         Valid: readable, finite, within its ε, written under this ``key``, with images of

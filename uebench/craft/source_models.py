@@ -19,7 +19,8 @@ from filelock import FileLock
 
 from uebench import __version__
 from uebench.atomic import atomic_write
-from uebench.cache import default_cache_dir, noise_key
+from uebench.craft.cache import default_cache_dir, noise_key
+from uebench.seeds import seed_global
 
 
 def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
@@ -73,7 +74,7 @@ def clean_source(ctx, name: str) -> tuple[torch.nn.Module, dict]:
     path = folder / f"source-{key}.safetensors"
     folder.mkdir(parents=True, exist_ok=True)
     seeds = torch.randint(0, 2**62, (3,), generator=ctx.generator).tolist()  # drawn either way: same stream after
-    torch.manual_seed(seeds[0])
+    seed_global(seeds[0])  # the source model's initial weights
     model = ctx.build_model(name)
     with FileLock(str(path) + ".lock"):
         if path.exists():
@@ -83,11 +84,12 @@ def clean_source(ctx, name: str) -> tuple[torch.nn.Module, dict]:
                 return model.eval(), {"key": key, "path": str(path), "cached": True}
             ctx.reporter.log(f"[yellow]discarded invalid cached source model: {why}[/]")
             path.unlink(missing_ok=True)
-            torch.manual_seed(seeds[0])
+            seed_global(seeds[0])
             model = ctx.build_model(name)
         settings = ctx.protocol.train_settings(ctx.precision, ctx.channels_last)
         trainer = Trainer(model, TrainData(ctx.x, ctx.y, ctx.num_classes), settings, [Defense()],
-                          torch.Generator().manual_seed(seeds[1]), torch.Generator().manual_seed(seeds[2]), ctx.device, ctx.reporter)
+                          torch.Generator().manual_seed(seeds[1]), torch.Generator().manual_seed(seeds[2]), ctx.device,
+                          ctx.reporter)
         result = trainer.fit(ctx.x[:0], ctx.y[:0])  # no test set: this model is the attacker's, not a result
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         meta = {"key": key, "source": name, "train_acc": f"{result.final['train_acc']:.6f}"}

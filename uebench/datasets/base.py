@@ -192,6 +192,20 @@ class Dataset:
             return content_digest(*(t.numpy() for t in (data.x_train, data.y_train, data.x_test, data.y_test)))
         return folder_digest(folder, lambda f: _read_layout_memo(f, _mtime(f)), default_cache_dir())
 
+    def train_count(self, data_dir: str | os.PathLike | None = None) -> int:
+        """How many training images :meth:`load` returns, without loading them: the labels of the
+        layout's ``train-*.npz`` counted (no image is decompressed), so a cell's noise request is
+        complete before any data is loaded (``Cell.noise``).  A dataset without the layout on disk
+        is loaded to count it."""
+        folder = self.locate(data_dir)
+        if folder is None:
+            return len(self.load(data_dir).y_train)
+        count = 0
+        for part in sorted(folder.glob("train-*.npz")):
+            with np.load(part, allow_pickle=False) as archive:
+                count += len(archive["y"])
+        return count
+
     def load(self, data_dir: str | os.PathLike | None = None, download: bool = True) -> ImageData:
         roots = candidate_roots(data_dir)
         looked = []

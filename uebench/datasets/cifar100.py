@@ -49,11 +49,13 @@ class Cifar100(Dataset):
             for split in (train, test):
                 got = tuple(split.classes)
                 if got != self.classes:  # labels would be misnamed: refuse rather than cache them
-                    diff = next((i for i, (a, b) in enumerate(zip(got, self.classes, strict=False)) if a != b), min(len(got), len(self.classes)))
+                    diff = next((i for i, (a, b) in enumerate(zip(got, self.classes, strict=False)) if a != b),
+                                min(len(got), len(self.classes)))
                     raise RuntimeError(
                         f"the downloaded CIFAR-100 names its classes differently from uebench's list "
                         f"({len(got)} classes; first difference at label {diff}: "
-                        f"{got[diff] if diff < len(got) else '(none)'!r} vs {self.classes[diff] if diff < len(self.classes) else '(none)'!r})"
+                        f"{got[diff] if diff < len(got) else '(none)'!r} "
+                        f"vs {self.classes[diff] if diff < len(self.classes) else '(none)'!r})"
                     )
             write_splits(folder, train, test)
 

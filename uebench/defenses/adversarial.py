@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from uebench.defenses.base import Defense
 from uebench.hookspecs import hookimpl
-from uebench.options import option
+from uebench.options import display_value, option
 
 
 class AdversarialTraining(Defense):
@@ -32,18 +32,19 @@ class AdversarialTraining(Defense):
 
     @dataclass
     class Options:
-        eps: float = option(8 / 255, help="L∞ radius on the [0, 1] pixel scale (Madry/paper: 8/255)")
+        eps: float = option(8 / 255, help="L∞ radius on the [0, 1] pixel scale, written 8/255 or 0.031 (Madry/paper: 8/255)")
         steps: int = option(10, help="PGD steps per batch")
-        step_size: float = option(2 / 255, help="PGD step on the [0, 1] pixel scale")
-        attack_mode: str = option("train", help="model mode during the inner PGD: train (Madry) or eval (the seed paper's code)", choices=("train", "eval"))
+        step_size: float = option(2 / 255, help="PGD step on the [0, 1] pixel scale, written 2/255 or 0.0078 (Madry: 2/255)")
+        attack_mode: str = option("train", help="model mode during the inner PGD: train (Madry) or eval (the seed paper's code)",
+                                  choices=("train", "eval"))
 
         def validate(self):
             if not 0 < self.eps <= 1:
-                raise ValueError(f"eps must be in (0, 1], got {self.eps}")
+                raise ValueError(f"eps must be in (0, 1], got {display_value(self.eps)}")
             if self.steps < 1:
                 raise ValueError(f"steps must be >= 1, got {self.steps}")
             if self.step_size <= 0:
-                raise ValueError(f"step_size must be > 0, got {self.step_size}")
+                raise ValueError(f"step_size must be > 0, got {display_value(self.step_size)}")
 
     def loss(self, model, x, target, generator=None):
         x_adv = self.perturb(model, x, target, generator)

@@ -18,8 +18,11 @@ events, each defense in the order the user listed them (``--defense jpeg --defen
                                             ``control.stop``
 ``after_fit(state, control)``               once: e.g. restore kept weights and set
                                             ``control.selected_epoch``
-``eval_images(x) -> x``                     test images before every evaluation (a defense that
-                                            changes what images look like, e.g. grayscale)
+``eval_images(x) -> x``                     images before every evaluation: the test set each
+                                            epoch and at the end, and what a defense scores
+                                            through ``TrainState.evaluate`` (early stopping's
+                                            validation split); for a defense that changes what
+                                            images look like, e.g. grayscale
 ==========================================  ====================================================
 
 ``group`` names a family whose members do not compose (see ``uebench.defenses.compose``).

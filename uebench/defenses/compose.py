@@ -23,7 +23,8 @@ from collections import Counter
 from uebench.options import OptionError
 
 GROUP_REASONS = {
-    "label-mixing": "each blends pairs of images and their labels; stacked they blend up to four images per sample, a recipe no paper evaluates",
+    "label-mixing": ("each blends pairs of images and their labels; stacked they blend up to four images per sample, "
+                     "a recipe no paper evaluates"),
 }
 
 

@@ -37,7 +37,8 @@ class Cutout(Defense):
         rows = torch.arange(h, device=x.device).view(1, h, 1)
         cols = torch.arange(w, device=x.device).view(1, 1, w)
         half = self.options.size // 2
-        inside = (rows >= cy - half) & (rows < cy - half + self.options.size) & (cols >= cx - half) & (cols < cx - half + self.options.size)
+        inside = ((rows >= cy - half) & (rows < cy - half + self.options.size)
+                  & (cols >= cx - half) & (cols < cx - half + self.options.size))
         return x * (~inside).unsqueeze(1).to(x.dtype), target
 
 

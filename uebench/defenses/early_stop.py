@@ -2,8 +2,10 @@
 
 A defender holds only the (poisoned) training data, so the validation set is carved from it
 *before* training (``val_fraction`` of the images, drawn with the cell's augment stream, removed
-from training); after each epoch the model is scored on it, and when training ends the weights
-of the best epoch are restored — the row's ``final_test_acc`` is the test accuracy of those.
+from training); after each epoch the model is scored on it — through every defense's
+``eval_images``, as the test images are (beside a defense that blurs its test images, the
+validation images are blurred too) — and when training ends the weights of the best epoch are restored: the row's
+``final_test_acc`` is the test accuracy of those.
 Against unlearnable data the poisoned validation images reward exactly the shortcut, so this
 mostly picks late epochs.
 
@@ -32,7 +34,8 @@ class EarlyStop(Defense):
     class Options:
         val_fraction: float = option(0.1, help="fraction of the training images held out for validation, in (0, 1)")
         clean_val: bool = option(False, help="validate on the clean originals of the held-out images (Figure 1's point)")
-        patience: int | None = option(None, help="stop after this many epochs without a better validation accuracy (None: train all epochs)")
+        patience: int | None = option(None, help="stop after this many epochs without a better validation accuracy "
+                                                 "(None: train all epochs)")
 
         def validate(self):
             if not 0 < self.val_fraction < 1:
@@ -64,13 +67,6 @@ class EarlyStop(Defense):
         if self.best_weights is not None:
             state.model.load_state_dict(self.best_weights)
             control.selected_epoch = self.best_epoch
-
-    # Lightning-style, so a resumed run could restore what this callback kept
-    def state_dict(self) -> dict:
-        return {"best_acc": self.best_acc, "best_epoch": self.best_epoch, "best_weights": self.best_weights}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best_acc, self.best_epoch, self.best_weights = state["best_acc"], state["best_epoch"], state["best_weights"]
 
 
 @hookimpl

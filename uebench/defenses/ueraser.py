@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from uebench.defenses.base import Defense
 from uebench.hookspecs import hookimpl
 from uebench.options import option
+from uebench.seeds import seed_global
 
 
 def ueraser_pipeline():
@@ -61,7 +62,7 @@ class UEraser(Defense):
         seed = int(torch.randint(0, 2**62, (), generator=generator))
         devices = [x.device.index or 0] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+            seed_global(seed)  # kornia draws from torch's global generator
             return self.pipeline(x.float()).clamp_(0, 1)
 
     def loss(self, model, x, target, generator=None):

@@ -16,7 +16,6 @@ import multiprocessing
 import queue
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-from uebench.failures import CellFailure
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.runner import run_cell
 from uebench.sweep.plan import SweepOutcome, SweepPlan, crafting_first, threads_per_job
@@ -44,16 +43,22 @@ def _init_worker(devices) -> None:
         _WORKER_DEVICE = None
 
 
-def _work(spec, threads: int):
-    """In a worker process: prepare and run one cell, quietly; return its row and curve."""
+def _work(spec, settings, expected_key: str, threads: int, expected_noise: str | None = None):
+    """In a worker process: prepare and run one cell, quietly; return its row and curve.
+
+    A CPU cell computes on its protocol's pinned threads (``Numerics.apply`` in ``load_cell``);
+    ``threads`` (the machine's cores shared among the workers) is only for a cell on an
+    accelerator, whose numerics do not depend on the host's thread count."""
     import torch
 
-    from uebench.runner import prepare
+    from uebench.sweep.plan import prepared_again
 
-    torch.set_num_threads(threads)
     if _WORKER_DEVICE is not None:
-        spec = dataclasses.replace(spec, device=_WORKER_DEVICE)
-    return run_cell(prepare(spec), NULL_REPORTER)
+        settings = dataclasses.replace(settings, device=_WORKER_DEVICE)
+    cell = prepared_again(spec, settings, expected_key, expected_noise)
+    if cell.numerics.threads is None:
+        torch.set_num_threads(threads)
+    return run_cell(cell, NULL_REPORTER)
 
 
 def run_local(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, jobs: int = 1) -> SweepOutcome:
@@ -62,17 +67,12 @@ def run_local(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, jobs: int = 1
     outcome = SweepOutcome()
     if jobs <= 1:
         for _, cell in todo:
-            try:
-                row, history = run_cell(cell, reporter)
-            except CellFailure as exc:
-                outcome.fail(cell, exc, reporter, bar)
-                continue
-            outcome.finished(plan.out, row, history, bar)
+            outcome.collect(plan.out, cell, lambda cell=cell: run_cell(cell, reporter), reporter, bar)
     else:
         import torch
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        assigned = worker_devices(jobs, todo[0][1].spec.device if todo else "auto", gpus)
+        assigned = worker_devices(jobs, plan.settings.device, gpus)
         if gpus:
             reporter.log(f"{jobs} workers on {gpus} GPU(s): {', '.join(str(d) for d in assigned)}")
         spawn = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
@@ -80,16 +80,11 @@ def run_local(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, jobs: int = 1
         for device in assigned:
             devices.put(device)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn, initializer=_init_worker, initargs=(devices,)) as pool:
-            pending = {pool.submit(_work, cell.spec, threads_per_job(jobs)): cell for _, cell in crafting_first(todo)}
+            pending = {pool.submit(_work, cell.spec, cell.settings, key, threads_per_job(jobs)): cell
+                       for key, cell in crafting_first(todo)}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    cell = pending.pop(future)
-                    try:
-                        row, history = future.result()
-                    except CellFailure as exc:
-                        outcome.fail(cell, exc, reporter, bar)
-                        continue
-                    outcome.finished(plan.out, row, history, bar)
+                    outcome.collect(plan.out, pending.pop(future), future.result, reporter, bar)
     bar.close()
     return outcome

@@ -3,17 +3,18 @@ find which keys the results already hold — a rerun does only what is missing."
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from uebench.cell import Cell, CellSpec, RunSettings, prepare
 from uebench.cellkey import cell_key
+from uebench.failures import CellFailure
 from uebench.options import OptionError
+from uebench.record import planned_row, record
 from uebench.registry import UnknownNameError
-from uebench.runner import Cell, CellSpec, noise_fields, planned_row, prepare, record
 from uebench.sweep.matrix import MatrixError, PlannedCell, read_matrix
 
 
@@ -21,17 +22,13 @@ from uebench.sweep.matrix import MatrixError, PlannedCell, read_matrix
 class SweepPlan:
     protocol: str
     out: Path
+    settings: RunSettings = field(default_factory=RunSettings)  # every cell's (``out`` included)
     cells: list[tuple[str, Cell]] = field(default_factory=list)  # (cell key, cell), matrix order, unique
     done: set[str] = field(default_factory=set)
 
     @property
     def todo(self) -> list[tuple[str, Cell]]:
         return [(key, cell) for key, cell in self.cells if key not in self.done]
-
-
-def cell_label(cell: Cell) -> str:
-    """How a sweep names a cell in its messages, e.g. ``errmin-pgd×cutmix s1``."""
-    return f"{cell.attack.name}×{cell.defense_name} s{cell.spec.seed}"
 
 
 @dataclass
@@ -44,26 +41,51 @@ class SweepOutcome:
 
     def fail(self, cell: Cell, exc: BaseException, reporter, bar) -> None:
         """``cell`` failed: noted, logged, counted on the sweep's bar; no row is written."""
-        self.failed.append((cell_label(cell), str(exc)))
-        reporter.log(f"[red]cell {cell_label(cell)} failed:[/] {exc}")
+        self.failed.append((cell.label, str(exc)))
+        reporter.log(f"[red]cell {cell.label} failed:[/] {exc}")
         bar.update(1)
 
     def finished(self, out: Path, row: dict, history: list[dict], bar) -> None:
-        """A cell's row and curve came back: the driver alone writes them (``runner.record``)."""
+        """A cell's row and curve came back: the driver alone writes them (``record.record``)."""
         record(out, row, history)
         self.rows.append(row)
         bar.update(1, last=f"{row['attack']}×{row['defense']} s{row['seed']}: {100 * row['final_test_acc']:.1f}%")
 
+    def collect(self, out: Path, cell: Cell, result, reporter, bar) -> None:
+        """The one result step of every executor: ``result()`` (a finished future's, a Ray
+        task's, a cell run inline) gives (row, curve), written at once; a
+        :class:`~uebench.failures.CellFailure` it raises fails the cell and the sweep goes on."""
+        try:
+            row, history = result()
+        except CellFailure as exc:
+            self.fail(cell, exc, reporter, bar)
+            return
+        self.finished(out, row, history, bar)
+
 
 def noise_group(cell: Cell) -> str | None:
-    """Cells with the same group share one noise: its key's fields short of the data size (the
-    same for every cell of one dataset and protocol; known only once the data is loaded).  None
+    """Cells with the same group share one cached noise (their noise requests are equal); None
     when the cell needs no cached noise."""
-    if not cell.attack.cacheable or cell.spec.drop_poisoned or cell.attack.name == "none":
+    request = cell.noise
+    if request is None or not request.attack_impl.cacheable:
         return None
-    fields = noise_fields(cell.attack, cell.attack_resolved, cell.dataset.name, cell.protocol, cell.spec.seed, cell.spec.eps,
-                          train_size=None, provenance=cell.provenance)
-    return json.dumps(fields, sort_keys=True, default=str)
+    return request.group
+
+
+def prepared_again(spec: CellSpec, settings: RunSettings, expected_key: str, expected_noise: str | None = None) -> Cell:
+    """In a worker: the cell prepared from its plain description, checked to be the cell the
+    driver planned.  A worker that sees other data, another torch or other plugins would run
+    another cell under the planned key; it fails instead, naming both keys."""
+    cell = prepare(spec, settings)
+    key = cell_key(planned_row(cell))
+    if key != expected_key:
+        raise CellFailure(f"cell {cell.label}: this worker prepares it as cell {key}, the driver planned {expected_key}: "
+                          f"the worker sees other data, numerics or plugins "
+                          f"(data digest {cell.data_digest}, {cell.numerics.describe()})")
+    if expected_noise and cell.noise is not None and cell.noise.key != expected_noise:
+        raise CellFailure(f"cell {cell.label}: this worker names its noise {cell.noise.key}, "
+                          f"the crafting task made {expected_noise}")
+    return cell
 
 
 def crafting_first(todo: list[tuple[str, Cell]]) -> list[tuple[str, Cell]]:
@@ -93,24 +115,25 @@ def done_keys(results: Path) -> set[str]:
     return keys
 
 
-def spec_of(planned: PlannedCell, protocol: str, out: Path, settings: dict) -> CellSpec:
+def spec_of(planned: PlannedCell, protocol: str) -> CellSpec:
     return CellSpec(
         attack=planned.attack, defenses=planned.defenses, victim=planned.victim, dataset=planned.dataset, protocol=protocol,
         seed=planned.seed, eps=planned.eps, poison_rate=planned.poison_rate, poison_classes=planned.poison_classes,
         drop_poisoned=planned.drop_poisoned, quantize=planned.quantize, attack_options=dict(planned.attack_options),
         defense_options={k: dict(v) for k, v in planned.defense_options.items()}, victim_options=dict(planned.victim_options),
-        out=out, **settings,
     )
 
 
 def plan_sweep(matrix: Path, out: Path, **settings) -> SweepPlan:
-    """``settings``: data_dir, cache_dir, device, precision, plugins_dirs (as for ``uebench run``)."""
+    """``settings``: the :class:`~uebench.cell.RunSettings` fields but ``out`` (data_dir,
+    cache_dir, device, precision, compile, threads, plugins_dirs), as for ``uebench run``."""
     protocol, planned = read_matrix(matrix)
-    plan = SweepPlan(protocol, Path(out))
+    run_settings = RunSettings(out=Path(out), **settings)
+    plan = SweepPlan(protocol, Path(out), run_settings)
     seen = set()
     for number, p in enumerate(planned, 1):
         try:
-            cell = prepare(spec_of(p, protocol, Path(out), settings))
+            cell = prepare(spec_of(p, protocol), run_settings)
         except (OptionError, UnknownNameError) as exc:
             what = f"{p.attack} × {'+'.join(p.defenses)} × seed {p.seed}"
             raise MatrixError(f"{matrix}: cell {number} ({what}): {exc}") from None

@@ -19,21 +19,24 @@ from uebench.progress import NULL_REPORTER, Reporter
 from uebench.sweep.plan import SweepOutcome, SweepPlan, noise_group
 
 
-def _craft(spec, threads: int) -> str:
-    """On a worker: craft (or find cached) the noise of ``spec``'s cell; returns its cache key."""
+def _craft(spec, settings, expected_key: str, threads: int) -> str:
+    """On a worker: craft (or find cached) the noise of ``spec``'s cell; returns its cache key,
+    which the cell's training task checks it names too."""
     import torch
 
-    from uebench.runner import cell_noise, load_cell, prepare
+    from uebench.runner import cell_noise, load_cell
+    from uebench.sweep.plan import prepared_again
 
-    torch.set_num_threads(threads)
-    cell = prepare(spec)
-    return cell_noise(cell, load_cell(cell))[1]
+    cell = prepared_again(spec, settings, expected_key)
+    if cell.numerics.threads is None:  # a CPU cell computes on its pinned threads (``load_cell``)
+        torch.set_num_threads(threads)
+    return cell_noise(cell, load_cell(cell)).key
 
 
-def _train(spec, threads: int):
+def _train(spec, settings, expected_key: str, threads: int, expected_noise: str | None):
     from uebench.sweep.local import _work
 
-    return _work(spec, threads)
+    return _work(spec, settings, expected_key, threads, expected_noise)
 
 
 def check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -73,40 +76,36 @@ def run_ray(plan: SweepPlan, reporter: Reporter = NULL_REPORTER, address: str | 
     craft, train = ray.remote(_craft).options(**options), ray.remote(_train).options(**options)
 
     todo, outcome = plan.todo, SweepOutcome()
-    needs = {}
-    for _, cell in todo:
-        identity = noise_group(cell)
-        if identity is not None and identity not in needs:
-            needs[identity] = cell.spec
+    needs = {}  # noise group → (cell key, cell) of its first cell
+    for key, cell in todo:
+        group = noise_group(cell)
+        if group is not None and group not in needs:
+            needs[group] = (key, cell)
     bar = reporter.task(f"crafting on Ray ({len(needs)} noises)", total=len(needs))
-    pending = {craft.remote(spec, threads): identity for identity, spec in needs.items()}
-    craft_failed = {}  # identity → the crafting error: its cells fail without crafting again
+    pending = {craft.remote(cell.spec, cell.settings, key, threads): group for group, (key, cell) in needs.items()}
+    # group → the crafting task's noise key, or its error (its cells then fail without crafting again)
+    crafted, craft_failed = {}, {}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
-        identity = pending.pop(done[0])
+        group = pending.pop(done[0])
         try:
-            ray.get(done[0])
+            crafted[group] = ray.get(done[0])
         except CellFailure as exc:
-            craft_failed[identity] = exc
+            craft_failed[group] = exc
         bar.update(1)
     bar.close()
 
     bar = reporter.task(f"sweep on Ray ({len(plan.done)} of {len(plan.cells)} cells done before)", total=len(todo))
     pending = {}
-    for _, cell in todo:
-        failed = craft_failed.get(noise_group(cell))
-        if failed is not None:
-            outcome.fail(cell, failed, reporter, bar)
+    for key, cell in todo:
+        group = noise_group(cell)
+        if group in craft_failed:
+            outcome.fail(cell, craft_failed[group], reporter, bar)
         else:
-            pending[train.remote(cell.spec, threads)] = cell
+            pending[train.remote(cell.spec, cell.settings, key, threads, crafted.get(group))] = cell
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         cell = pending.pop(done[0])
-        try:
-            row, history = ray.get(done[0])
-        except CellFailure as exc:
-            outcome.fail(cell, exc, reporter, bar)
-            continue
-        outcome.finished(plan.out, row, history, bar)  # the driver alone writes the CSV
+        outcome.collect(plan.out, cell, lambda ref=done[0]: ray.get(ref), reporter, bar)  # the driver alone writes the CSV
     bar.close()
     return outcome

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None, hflip: bool = True) -> torch.Tensor:
+def random_crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None,
+                     hflip: bool = True) -> torch.Tensor:
     """The standard CIFAR augmentation on a batch: zero-pad, random crop back, random h-flip
     (``hflip=False`` for datasets whose images must not be mirrored, e.g. digits; the flips are
     drawn either way, so the crops of one seed do not depend on it).

@@ -25,7 +25,9 @@ class TrainState:
     data: TrainData
     epochs: int
     device: torch.device
-    evaluate: Callable[[torch.Tensor, torch.Tensor], float]  # (images, labels) → accuracy in [0, 1], eval mode
+    # (images, labels) → accuracy in [0, 1], in eval mode, on the images after every defense's
+    # ``eval_images`` (as the test set is scored: a validation split is seen as test images are)
+    evaluate: Callable[[torch.Tensor, torch.Tensor], float]
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
 

@@ -102,14 +102,18 @@ class Trainer:
         prepare (each defense, in order) → for each epoch: [for each batch: crop+flip → augment
         (each defense) → loss (the one defense that owns it) → SGD step] → test evaluation →
         after_epoch (each defense) → stop? → after_fit (each defense) → final test evaluation
+
+    Every evaluation — the test set each epoch and at the end, and whatever a defense scores
+    through ``TrainState.evaluate`` (early stopping's validation split) — sees the images as
+    every defense's ``eval_images`` makes them (``correctly_classified``, ``accuracy``).
     """
 
     def __init__(self, model: torch.nn.Module, data: TrainData, settings: TrainSettings, defenses: Sequence[Defense],
                  order: torch.Generator, augment: torch.Generator, device: torch.device,
-                 reporter: Reporter = NULL_REPORTER, crop_flip: bool = True, hflip: bool = True):
+                 reporter: Reporter = NULL_REPORTER, hflip: bool = True):
         self.model, self.settings, self.device, self.reporter = model, settings, device, reporter
         self.defenses = list(defenses) or [Defense()]
-        self.order, self.augment, self.crop_flip, self.hflip = order, augment, crop_flip, hflip
+        self.order, self.augment, self.hflip = order, augment, hflip
         self.crop_generator = crop_generator(augment, device)
         for d in self.defenses:
             data = d.prepare(data, augment)
@@ -123,12 +127,21 @@ class Trainer:
             x = d.eval_images(x)
         return x
 
+    def correctly_classified(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Bool N: which of the images ``x`` ``model`` classifies correctly once every defense's
+        ``eval_images`` has run on them — the one way this loop evaluates."""
+        return predict_correct(model, x, y, self.settings, self.device, self.eval_transform)
+
+    def accuracy(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Top-1 accuracy (in [0, 1]) as :meth:`correctly_classified` measures it (``TrainState.evaluate``)."""
+        return evaluate(model, x, y, self.settings, self.device, self.eval_transform)
+
     def fit(self, x_test: torch.Tensor, y_test: torch.Tensor) -> TrainResult:
         s, data, model = self.settings, self.data, compile_model(self.model, self.settings.compile)
         steps_per_epoch = math.ceil(len(data) / s.batch_size)
         step = SGDStep(model, s.lr, momentum=s.momentum, weight_decay=s.weight_decay, device_type=self.device.type,
                        precision=s.precision, steps_total=s.epochs * steps_per_epoch)
-        state = TrainState(model, data, s.epochs, self.device, lambda x, y: evaluate(model, x, y, s, self.device))
+        state = TrainState(model, data, s.epochs, self.device, lambda x, y: self.accuracy(model, x, y))
         control = TrainControl()
         result, start = TrainResult(history=state.history), time.perf_counter()
         bar = self.reporter.task("training", total=s.epochs)
@@ -142,8 +155,7 @@ class Trainer:
             for first in range(0, len(data), s.batch_size):
                 index = order[first : first + s.batch_size]
                 xb = data.batch(index)
-                if self.crop_flip:
-                    xb = random_crop_flip(xb, generator=self.crop_generator, hflip=self.hflip)
+                xb = random_crop_flip(xb, generator=self.crop_generator, hflip=self.hflip)
                 target = F.one_hot(data.y[index], data.num_classes).float()
                 for d in self.defenses:
                     xb, target = d.augment(xb, target, self.augment)
@@ -154,7 +166,7 @@ class Trainer:
                 step(loss)
                 loss_sum += loss.detach().float() * len(index)
                 correct += (logits.argmax(1) == target.argmax(1)).sum()
-            hits = predict_correct(model, x_test, y_test, s, self.device, self.eval_transform)
+            hits = self.correctly_classified(model, x_test, y_test)
             row = {
                 "epoch": epoch,
                 "train_loss": loss_sum.item() / len(data),
@@ -183,7 +195,7 @@ class Trainer:
             result.selected_epoch, result.final_test_acc = state.history[-1]["epoch"], state.history[-1]["test_acc"]
         else:  # weights were restored: measure what the model now holds
             result.selected_epoch = control.selected_epoch
-            result.final_test_acc = evaluate(model, x_test, y_test, s, self.device, self.eval_transform)
+            result.final_test_acc = self.accuracy(model, x_test, y_test)
         result.seconds = time.perf_counter() - start
         return result
 

@@ -21,7 +21,8 @@ class SGDStep:
     def __init__(self, model: torch.nn.Module, lr: float, *, momentum: float = 0.9, weight_decay: float = 5e-4,
                  device_type: str = "cpu", precision: str = "fp32", steps_total: int = 0):
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps_total) if steps_total > 0 else None
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps_total) if steps_total > 0
+                          else None)
         # fp16 needs loss scaling so small gradients do not flush to zero; bf16 and fp32 do not
         self.scaler = torch.amp.GradScaler(device_type, enabled=precision == "fp16")
 

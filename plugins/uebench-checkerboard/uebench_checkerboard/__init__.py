@@ -12,10 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from uebench.attacks.base import Attack
-from uebench.hookspecs import hookimpl
-from uebench.noise import Noise
-from uebench.options import option
+from uebench.api import Attack, Noise, hookimpl, option
 
 
 class Checkerboard(Attack):

@@ -71,10 +71,7 @@ from dataclasses import dataclass
 
 import torch
 
-from uebench.attacks.base import Attack
-from uebench.hookspecs import hookimpl
-from uebench.noise import Noise, to_unit_float
-from uebench.options import option
+from uebench.api import Attack, Noise, hookimpl, option, to_unit_float
 
 SCORES = ("l1", "pooled")
 SCORE_EPS = 1e-6  # added to the std: a perfectly consistent change scores high, no change scores 0 (never 0/0)
@@ -209,7 +206,8 @@ class OnePixelShortcut(Attack):
         delta = one_pixel_delta(ctx.x, ctx.y, positions, colours)
         eps = float(delta.abs().max()) if delta.numel() else 0.0  # the true L∞ size (≤ 1), not ctx.eps: OPS is L0
         ctx.reporter.log(f"ops: L0 attack, {o.pixels} pixel(s) per image; --eps is ignored (max |δ| = {eps:.3f})")
-        meta = {"attack": self.name, "score": o.score, "positions": positions.tolist(), "colours": colours.to(torch.int64).tolist()}
+        meta = {"attack": self.name, "score": o.score, "positions": positions.tolist(),
+                "colours": colours.to(torch.int64).tolist()}
         return Noise(delta, "sample", eps, meta, norm="l0", pixels=o.pixels)
 
 

@@ -1,66 +1,47 @@
-"""Side-by-side throughput benchmark: uebench's error-minimizing crafting and victim training.
+"""Crafting at the official code's reference settings: how close does uebench's error-minimizing
+pass come to the model's raw limit, and how much faster is an outer iteration than the official
+implementation's loop style?  (Huang et al., ICLR 2021, Algorithm 1; CPU.)
 
 Every number is measured in *one* run on *this* machine and reported as a ratio to a baseline
 measured in the same run (interleaved where it matters), because absolute numbers on a shared
-2-core box drift by 2× or more from minute to minute.
+2-core box drift by 2× or more from minute to minute.  Settings: the official code's ToyModel as
+source, batch 512, T=20 PGD steps, ε=8/255, α=ε/10, M=10 model steps, CIFAR-10 images.
 
-Sections (see benchmarks/README.md for the full description):
+a. raw  — bare forward+backward-to-input loop of the model (fp32 NCHW, fp32 channels_last, fp32
+          channels_last with BatchNorm folded into the convs, and bf16 only where the CPU has
+          native bf16); best variant = "raw".
+b. pass — ``MinMinCrafter.perturbation_pass()`` in image·PGD-steps/s, as a ratio of raw; each
+          batch is bracketed by short raw probes and the ratio is their median.
+c. iter — seconds per outer iteration (model_steps + perturbation_pass) of uebench versus an
+          official-style loop (per-sample noise gather/scatter, NCHW fp32, a separate evaluation
+          pass, SGD re-created every PGD step, Variable re-wrapping).
 
-1. crafting, at the reference settings of Huang et al.'s official code: its ToyModel as source,
-   batch 512, T=20 PGD steps, ε=8/255, α=ε/10, M=10 model steps, CIFAR-10 images.
-   a. raw    — bare forward+backward-to-input loop of the model (fp32 NCHW, fp32 channels_last,
-               fp32 channels_last with BatchNorm folded into the convs, and bf16 only where the
-               CPU has native bf16); best variant = "raw".
-   b. pass   — ``MinMinCrafter.perturbation_pass()`` in image·PGD-steps/s, as a ratio of raw;
-               each batch is bracketed by short raw probes and the ratio is their median.
-   c. iter   — seconds per outer iteration (model_steps + perturbation_pass) of uebench versus an
-               official-style loop (per-sample noise gather/scatter, NCHW fp32, a separate
-               evaluation pass, SGD re-created every PGD step, Variable re-wrapping).
-2. training — ``uebench.train.Trainer.fit`` (1 epoch, NoDefense, cnn-small, batch 128) versus
-   a bare loop on pre-made float tensors and versus a torchvision DataLoader + PIL transforms.
-
-Usage: ``python benchmarks/bench_crafting.py [--quick] [--json out.json]``.  Always exits 0:
-the PASS/MISS column is informational.
+Usage: ``python benchmarks/bench_craft_official.py [--quick] [--json out.json]``; see
+benchmarks/README.md § 1.  The PASS/MISS column is information: the exit status is 0.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
 import platform
-import statistics
 import sys
 import time
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import EPS, HWCImages, Row, finish, load_images, log, median, parser, print_table, target_row, timed_steps
 from torch import nn
 
 from uebench.attacks.base import CraftContext
 from uebench.attacks.errmin_pgd import ErrMinPGD, MinMinCrafter
 from uebench.compute import cpu_has_fast_bf16, frozen_copy, prepare_model, resolve_precision
-from uebench.datasets.cifar10 import Cifar10
-from uebench.defenses.standard import NoDefense
-from uebench.noise import Noise
-from uebench.poison import release
 from uebench.protocols import PROTOCOLS
-from uebench.train import TrainData, Trainer, TrainSettings
-from uebench.victims.cifar import SmallCNN
 
-EPS = 8 / 255
 REFERENCE_IMAGES = 5000  # the size every crafting number is scaled to
 OFFICIAL_SECONDS_PER_ITER = 192.0  # the official code, measured once on this machine at 5,000 images
-TARGETS = {"pass/raw": 0.85, "iter speed-up": 3.0, "train/bare": 0.90, "train/dataloader": 2.0}
-
-
-# --------------------------------------------------------------------------------------------
-# settings
+PASS_TARGET, ITER_TARGET = 0.85, 3.0  # pass ÷ raw; official-style ÷ uebench per outer iteration
 
 
 @dataclass
@@ -69,25 +50,21 @@ class Settings:
     craft_images: int  # images the crafting numbers are measured on (then scaled to 5,000)
     craft_repeats: int  # outer iterations timed per implementation (interleaved)
     raw_seconds: float  # wall time per raw variant, up front
-    probe_steps: int  # raw steps next to each PGD batch
-    train_images: int
-    train_rounds: int  # interleaved rounds of every training variant
+    probe_steps: int = 2  # raw steps next to each PGD batch
     batch: int = 512
     steps: int = 20  # T
     model_steps: int = 10  # M
     craft_lr: float = 0.025  # the official ToyModel config's SGD settings
-    train_batch: int = 128
-    train_lr: float = 0.05
 
     @classmethod
     def preset(cls, quick: bool) -> Settings:
         if quick:
-            return cls(quick=True, craft_images=512, craft_repeats=1, raw_seconds=6.0, probe_steps=2, train_images=1536, train_rounds=1)
-        return cls(quick=False, craft_images=5000, craft_repeats=1, raw_seconds=20.0, probe_steps=2, train_images=5000, train_rounds=2)
+            return cls(quick=True, craft_images=512, craft_repeats=1, raw_seconds=6.0)
+        return cls(quick=False, craft_images=5000, craft_repeats=1, raw_seconds=20.0)
 
 
 # --------------------------------------------------------------------------------------------
-# models and data
+# the source model
 
 
 def toy_model(num_classes: int = 10) -> nn.Module:
@@ -105,48 +82,6 @@ def fresh_copy(model: nn.Module, channels_last: bool) -> nn.Module:
     clone = toy_model()
     clone.load_state_dict(model.state_dict())
     return prepare_model(clone, torch.device("cpu"), channels_last)
-
-
-def default_data_dir() -> str | None:
-    if os.environ.get("UEBENCH_DATA"):
-        return os.environ["UEBENCH_DATA"]
-    here = Path(__file__).resolve().parent.parent
-    for cand in (here / "shared" / "data", here.parent / "shared" / "data"):
-        if (cand / "cifar10").is_dir():
-            return str(cand)
-    return None
-
-
-def load_images(data_dir: str | None, n: int, synthetic: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """The first ``n`` CIFAR-10 training images as uint8 NCHW, their labels, and where they came from."""
-    if not synthetic:
-        try:
-            data = Cifar10().load(data_dir, download=False)
-            return data.x_train[:n].contiguous(), data.y_train[:n].contiguous(), f"CIFAR-10 train[:{n}]"
-        except Exception as exc:  # no data here: fall back so the benchmark still runs
-            warnings.warn(f"CIFAR-10 not found ({type(exc).__name__}); using random uint8 images", stacklevel=2)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-    return x, torch.randint(0, 10, (n,), generator=g), "random uint8 images (synthetic)"
-
-
-# --------------------------------------------------------------------------------------------
-# timing helpers
-
-
-def median(xs):
-    return statistics.median(xs) if xs else math.nan
-
-
-def timed_steps(step, seconds: float, min_steps: int = 3) -> list[float]:
-    """Call ``step`` repeatedly for about ``seconds`` (at least ``min_steps`` times); per-call times."""
-    times, start = [], time.perf_counter()
-    while len(times) < min_steps or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
-
 
 # --------------------------------------------------------------------------------------------
 # 1a. raw forward + backward-to-input
@@ -259,21 +194,6 @@ class UebenchCrafting:
 
 # --------------------------------------------------------------------------------------------
 # 1c. the official code's loop style, re-implemented
-
-
-class HWCImages(torch.utils.data.Dataset):
-    """A torchvision.datasets-style dataset: uint8 HWC arrays, PIL images through a transform."""
-
-    def __init__(self, x_hwc: np.ndarray, y: np.ndarray, transform):
-        self.x, self.y, self.transform = x_hwc, y, transform
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
 
 
 class OfficialStyleCrafting:
@@ -444,187 +364,7 @@ class OfficialStyleCrafting:
 
 
 # --------------------------------------------------------------------------------------------
-# 2. training throughput
-
-
-def small_cnn() -> nn.Module:
-    return SmallCNN().build(10, (3, 32, 32))
-
-
-@dataclass
-class TrainVariant:
-    name: str
-    kind: str  # uebench | bare | dataloader
-    rates: list[float] = field(default_factory=list)  # images/s, one per round
-
-    @property
-    def throughput(self) -> float:
-        return median(self.rates)
-
-
-class TrainingBench:
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, s: Settings, seed: int = 0):
-        from torchvision import transforms
-
-        self.s, self.x, self.y, self.seed = s, x, y, seed
-        self.init = small_cnn().state_dict()
-        g = torch.Generator().manual_seed(seed)
-        # a sample-wise noise, as a poisoned training set carries one
-        self.noise = Noise((torch.rand(len(y), 3, 32, 32, generator=g) * 2 - 1) * EPS, "sample", EPS)
-        poisoned = (x.float().div(255) + self.noise.delta).clamp_(0, 1)
-        self.premade = poisoned  # float NCHW, what the bare loop trains on
-        self.poisoned_hwc = poisoned.mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-        self.pil_transform = transforms.Compose(
-            [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()]
-        )
-        self.variants = [TrainVariant("uebench Trainer (fp32 channels_last)", "uebench")]
-        self.dataloader_layouts: list[str] = []
-        for layout in ("nchw", "channels_last"):
-            self.variants.append(TrainVariant(f"bare loop, float tensors ({layout})", "bare"))
-        # the DataLoader pipelines train the model in whichever layout won the bare loop that round
-        for workers in (0, 2):
-            self.variants.append(TrainVariant(f"DataLoader+PIL, workers={workers} (best layout)", "dataloader"))
-
-    def model(self, channels_last: bool) -> nn.Module:
-        m = small_cnn()
-        m.load_state_dict(self.init)
-        return prepare_model(m, torch.device("cpu"), channels_last).train()
-
-    def optimizer(self, model):
-        return torch.optim.SGD(model.parameters(), lr=self.s.train_lr, momentum=0.9, weight_decay=5e-4)
-
-    # -- uebench ---------------------------------------------------------------------------------
-    def run_uebench(self, n: int | None = None) -> float:
-        n = len(self.y) if n is None else n
-        device = torch.device("cpu")
-        precision = resolve_precision("auto", device)
-        settings = TrainSettings(epochs=1, batch_size=self.s.train_batch, lr=self.s.train_lr, precision=precision, channels_last=True)
-        released = release(self.x[:n], self.y[:n], Noise(self.noise.delta[:n], "sample", EPS))
-        empty = self.x[:0]  # no test set: the per-epoch evaluation is not part of training throughput
-        model = self.model(channels_last=True)
-        trainer = Trainer(model, TrainData(released, self.y[:n], 10), settings, [NoDefense()],
-                          torch.Generator().manual_seed(self.seed), torch.Generator().manual_seed(self.seed + 1), device)
-        t0 = time.perf_counter()
-        trainer.fit(empty, self.y[:0])
-        return n / (time.perf_counter() - t0)
-
-    # -- bare loop ---------------------------------------------------------------------------------
-    def run_bare(self, channels_last: bool, warmup: int = 3) -> float:
-        model = self.model(channels_last)
-        opt = self.optimizer(model)
-        order = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(self.seed))
-        x, y = self.premade[order], self.y[order]
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        b = self.s.train_batch
-
-        def step(start):
-            loss = F.cross_entropy(model(x[start : start + b]), y[start : start + b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        for i in range(warmup):
-            step(i * b)
-        t0 = time.perf_counter()
-        for start in range(0, len(y), b):
-            step(start)
-        return len(y) / (time.perf_counter() - t0)
-
-    # -- torchvision DataLoader + PIL transforms ---------------------------------------------------
-    def run_dataloader(self, workers: int, channels_last: bool, skip: int = 3) -> float:
-        model = self.model(channels_last)
-        opt = self.optimizer(model)
-        loader = torch.utils.data.DataLoader(
-            HWCImages(self.poisoned_hwc, self.y.numpy(), self.pil_transform),
-            batch_size=self.s.train_batch, shuffle=True, num_workers=workers,
-            generator=torch.Generator().manual_seed(self.seed),
-        )
-        seen, t0 = 0, None
-        for i, (images, labels) in enumerate(loader):
-            if i == skip:  # the first batches pay for worker start-up and kernel selection
-                t0, seen = time.perf_counter(), 0
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(images), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss.item()
-            seen += len(labels)
-        return seen / (time.perf_counter() - t0)
-
-    def run_round(self):
-        bare_rates = {}
-        for v in self.variants:
-            if v.kind == "uebench":
-                v.rates.append(self.run_uebench())
-            elif v.kind == "bare":
-                cl = "channels_last" in v.name
-                v.rates.append(self.run_bare(cl))
-                bare_rates[cl] = v.rates[-1]
-            else:
-                workers = int(v.name.split("workers=")[1].split()[0])
-                cl = max(bare_rates, key=bare_rates.get)
-                v.rates.append(self.run_dataloader(workers, cl))
-                self.dataloader_layouts.append("channels_last" if cl else "nchw")
-
-    def warmup(self):
-        self.run_uebench(n=min(len(self.y), 2 * self.s.train_batch + 8))
-        for cl in (False, True):
-            m = self.model(cl)
-            xb = self.premade[: self.s.train_batch]
-            xb = xb.contiguous(memory_format=torch.channels_last) if cl else xb
-            F.cross_entropy(m(xb), self.y[: self.s.train_batch]).backward()
-
-    def best(self, kind: str) -> TrainVariant:
-        return max((v for v in self.variants if v.kind == kind), key=lambda v: v.throughput)
-
-
-# --------------------------------------------------------------------------------------------
-# reporting
-
-
-@dataclass
-class Row:
-    measurement: str
-    value: str = ""
-    ratio: str = ""
-    target: str = ""
-    verdict: str = ""
-    note: str = ""
-
-
-def verdict_row(measurement: str, value: str, ratio: float, target_key: str, note: str = "") -> Row:
-    target = TARGETS[target_key]
-    return Row(measurement, value, f"{ratio:.2f}×", f"≥ {target:g}×", "PASS" if ratio >= target else "MISS", note)
-
-
-def print_table(title: str, rows: list[Row]) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(f"\n{title}")
-        w = max(len(r.measurement) for r in rows)
-        for r in rows:
-            print(f"  {r.measurement:<{w}}  {r.value:>20}  {r.ratio:>7}  {r.target:>7}  {r.verdict:<4}  {r.note}")
-        return
-    table = Table(title=title, title_justify="left")
-    for col, just in (("measurement", "left"), ("value", "right"), ("ratio", "right"), ("target", "right"), ("", "left"), ("note", "left")):
-        table.add_column(col, justify=just)
-    for r in rows:
-        style = {"PASS": "green", "MISS": "red"}.get(r.verdict)
-        table.add_row(r.measurement, r.value, r.ratio, r.target, f"[{style}]{r.verdict}[/]" if style else r.verdict, r.note)
-    Console(width=max(170, int(os.environ.get("COLUMNS") or 0))).print(table)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------------------------
-# the two sections
+# the section
 
 
 def bench_crafting(s: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[list[Row], dict]:
@@ -690,14 +430,16 @@ def bench_crafting(s: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[list[
     rows = []
     for r in raws:
         ratio = "= raw" if r is best else f"{r.throughput / best.throughput:.2f}×"
-        rows.append(Row(f"raw fwd+bwd-to-input, {r.name}", f"{r.throughput:,.0f} img·step/s", ratio, note=f"median of {len(r.times)} steps of {len(r.y)} images"))
+        rows.append(Row(f"raw fwd+bwd-to-input, {r.name}", f"{r.throughput:,.0f} img·step/s", ratio,
+                        note=f"median of {len(r.times)} steps of {len(r.y)} images"))
     if not cpu_has_fast_bf16():
         rows.append(Row("raw fwd+bwd-to-input, bf16", "—", note="skipped: no native bf16 on this CPU (slower than fp32)"))
-    rows.append(Row(f"raw fwd+bwd-to-input, {small.name}", f"{small.throughput:,.0f} img·step/s", f"{small.throughput / best.throughput:.2f}×",
+    rows.append(Row(f"raw fwd+bwd-to-input, {small.name}", f"{small.throughput:,.0f} img·step/s",
+                    f"{small.throughput / best.throughput:.2f}×",
                     note="information only (not a raw candidate): the reference batch is 512"))
     paired = f"median over {len(ours_ratios)} batch(es) of batch rate ÷ adjacent raw probes"
-    rows.append(verdict_row("uebench perturbation_pass ÷ raw", f"{pass_rate:,.0f} img·step/s", pass_ratio, "pass/raw",
-                            f"{paired}; the pass includes its per-batch error count"))
+    rows.append(target_row("uebench perturbation_pass ÷ raw", f"{pass_rate:,.0f} img·step/s", pass_ratio, PASS_TARGET,
+                           f"{paired}; the pass includes its per-batch error count"))
     rows.append(Row("official-style PGD pass ÷ raw", f"{ref_pass_rate:,.0f} img·step/s", f"{ref_ratio:.2f}×",
                     note="same pairing; without its separate evaluation pass"))
     rows.append(Row(f"uebench outer iteration at N={n}", f"{ours_model + ours_pass:.1f} s",
@@ -705,14 +447,17 @@ def bench_crafting(s: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[list[
     rows.append(Row(f"official-style outer iteration at N={n}", f"{ref_model + ref_pass + ref_eval:.1f} s",
                     note=f"model steps {ref_model:.1f} s + pass {ref_pass:.1f} s + evaluation {ref_eval:.1f} s"))
     if n != REFERENCE_IMAGES:
-        rows.append(Row(f"uebench outer iteration → N={REFERENCE_IMAGES}", f"{ours_iter:.1f} s", note="scaled: passes × N ratio, model steps as they are"))
-        rows.append(Row(f"official-style outer iteration → N={REFERENCE_IMAGES}", f"{ref_iter:.1f} s", note="scaled the same way"))
+        rows.append(Row(f"uebench outer iteration → N={REFERENCE_IMAGES}", f"{ours_iter:.1f} s",
+                        note="scaled: passes × N ratio, model steps as they are"))
+        rows.append(Row(f"official-style outer iteration → N={REFERENCE_IMAGES}", f"{ref_iter:.1f} s",
+                        note="scaled the same way"))
     rows.append(Row("PGD batch speed-up (official-style ÷ uebench)", f"{median(chunk_speedups):.2f}×",
                     note=f"median over {len(chunk_speedups)} adjacent batch pairs"))
-    rows.append(verdict_row(f"speed-up per outer iteration, N={REFERENCE_IMAGES}", f"{speedup:.2f}×", speedup, "iter speed-up",
-                            "official-style ÷ uebench; the 3× target is for reaching λ — iteration counts are not measured"))
+    rows.append(target_row(f"speed-up per outer iteration, N={REFERENCE_IMAGES}", f"{speedup:.2f}×", speedup, ITER_TARGET,
+                           "official-style ÷ uebench; the 3× target is for reaching λ — iteration counts are not measured"))
     rows.append(Row(f"official code, recorded on this machine (N={REFERENCE_IMAGES})", f"≈{OFFICIAL_SECONDS_PER_ITER:.0f} s",
-                    f"{OFFICIAL_SECONDS_PER_ITER / ours_iter:.2f}×", note="recorded ÷ uebench's time above; a different run, indicative only"))
+                    f"{OFFICIAL_SECONDS_PER_ITER / ours_iter:.2f}×",
+                    note="recorded ÷ uebench's time above; a different run, indicative only"))
     results = {
         "raw_img_steps_per_s": {r.name: r.throughput for r in raws + [small]}, "raw_best": best.name,
         "uebench_pass_img_steps_per_s": pass_rate, "pass_over_raw_paired": ours_ratios,
@@ -725,88 +470,31 @@ def bench_crafting(s: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[list[
     return rows, results
 
 
-def bench_training(s: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[list[Row], dict]:
-    tb = TrainingBench(x, y, s)
-    log("training: warm-up")
-    tb.warmup()
-    for r in range(s.train_rounds):
-        log(f"training: round {r + 1}/{s.train_rounds} on {len(y)} images")
-        tb.run_round()
-    ue, bare, dl = tb.best("uebench"), tb.best("bare"), tb.best("dataloader")
-    rows = []
-    for v in tb.variants:
-        note = "best bare loop" if v is bare else "best DataLoader pipeline" if v is dl else ""
-        if v.kind == "dataloader":
-            note = ", ".join(filter(None, [note, "model layout: " + "/".join(sorted(set(tb.dataloader_layouts)))]))
-        rows.append(Row(v.name, f"{v.throughput:,.0f} img/s", note=note))
-    rows.append(verdict_row("Trainer ÷ bare loop", f"{ue.throughput:,.0f} / {bare.throughput:,.0f}", ue.throughput / bare.throughput,
-                            "train/bare", "bare: no crop/flip, no noise, no scheduler"))
-    rows.append(verdict_row("Trainer ÷ DataLoader + PIL transforms", f"{ue.throughput:,.0f} / {dl.throughput:,.0f}",
-                            ue.throughput / dl.throughput, "train/dataloader", "RandomCrop(32, 4) + flip + ToTensor, best of workers 0/2"))
-    results = {"img_per_s": {v.name: v.rates for v in tb.variants},
-               "over_bare": ue.throughput / bare.throughput, "over_dataloader": ue.throughput / dl.throughput}
-    return rows, results
-
-
-# --------------------------------------------------------------------------------------------
-# main
-
-
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes (~2 min on 2 idle cores) instead of the full run (~10 min)")
-    ap.add_argument("--data-dir", default=default_data_dir(), help="uebench data root holding cifar10/ (default: $UEBENCH_DATA, else shared/data)")
-    ap.add_argument("--synthetic", action="store_true", help="random uint8 images instead of CIFAR-10")
-    ap.add_argument("--craft-images", type=int, help="images for the crafting section (iteration times are scaled to 5,000)")
-    ap.add_argument("--craft-repeats", type=int, help="outer iterations timed per implementation (interleaved)")
-    ap.add_argument("--raw-seconds", type=float, help="wall time per raw variant, in total")
-    ap.add_argument("--train-images", type=int, help="images for the training section")
-    ap.add_argument("--train-rounds", type=int, help="interleaved rounds of the training variants")
-    ap.add_argument("--skip-crafting", action="store_true")
-    ap.add_argument("--skip-training", action="store_true")
-    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    ap.add_argument("--json", type=Path, help="also write every number to this JSON file")
+    ap = parser(__doc__, "small sizes (~1 min on 2 idle cores: 512 images, 6 s per raw variant) instead of the full run")
+    ap.add_argument("--craft-images", type=int,
+                    help="images crafted on (iteration times are scaled to 5,000; default 5,000, --quick 512)")
+    ap.add_argument("--craft-repeats", type=int, help="outer iterations timed per implementation, interleaved (default 1)")
+    ap.add_argument("--raw-seconds", type=float, help="wall time per raw variant, before the iterations (default 20, --quick 6)")
     args = ap.parse_args(argv)
-
     s = Settings.preset(args.quick)
-    for key in ("craft_images", "craft_repeats", "raw_seconds", "train_images", "train_rounds"):
+    for key in ("craft_images", "craft_repeats", "raw_seconds"):
         if getattr(args, key) is not None:
             setattr(s, key, getattr(args, key))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     started, load_before = time.perf_counter(), os.getloadavg()[0]
-
-    x_all, y_all, source = load_images(args.data_dir, max(s.craft_images, s.train_images), args.synthetic)
+    x, y, source = load_images(args.data_dir, s.craft_images, args.synthetic)
     log(f"data: {source}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"native bf16: {cpu_has_fast_bf16()}, load average {load_before:.1f}")
     results: dict = {"settings": dict(s.__dict__), "data": source, "torch": torch.__version__, "threads": torch.get_num_threads(),
                      "cpu_has_fast_bf16": cpu_has_fast_bf16(), "machine": platform.machine()}
-    tables = []
-    if not args.skip_crafting:
-        rows, results["crafting"] = bench_crafting(s, x_all[: s.craft_images], y_all[: s.craft_images])
-        tables.append((f"1. crafting — official ToyModel source, batch {s.batch}, T={s.steps}, M={s.model_steps}, ε=8/255, "
-                       f"α=ε/10, {s.craft_images} images", rows))
-    if not args.skip_training:
-        rows, results["training"] = bench_training(s, x_all[: s.train_images], y_all[: s.train_images])
-        tables.append((f"2. training — cnn-small, batch {s.train_batch}, 1 epoch, NoDefense, {s.train_images} images", rows))
-
-    elapsed, load_after = time.perf_counter() - started, os.getloadavg()[0]
+    rows, results["crafting"] = bench_crafting(s, x, y)
     print()
-    for title, rows in tables:
-        print_table(title, rows)
-        print()
-    busy = ""
-    if max(load_before, load_after) > torch.get_num_threads() + 0.5:
-        busy = " — other processes were computing: absolute numbers are unreliable, ratios less so"
-        if torch.get_num_threads() > 1:
-            busy += " (on shared cores --threads 1 is often faster and steadier)"
-    print(f"{'quick' if s.quick else 'full'} mode, {elapsed:.0f} s, {source}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; load average {load_before:.1f} → {load_after:.1f}{busy}.")
-    print("Targets are informational: the exit status is 0 either way.")
-    results.update(seconds=elapsed, loadavg=[load_before, load_after])
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
+    print_table(f"crafting — official ToyModel source, batch {s.batch}, T={s.steps}, M={s.model_steps}, ε=8/255, α=ε/10, "
+                f"{s.craft_images} images ({'quick' if s.quick else 'full'} mode)", rows)
+    finish(results, started, load_before, json_path=args.json)
     return 0
 
 

@@ -1,0 +1,187 @@
+"""``uebench leaderboard build|migrate|show|compare``: the generated boards, read from
+``leaderboards/<protocol>/results.csv`` (the tables and statistics live in ``uebench.leaderboard``)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+
+@click.group(name="leaderboard", short_help="Build, show, compare and migrate the leaderboards.")
+def leaderboard_group():
+    """Generated leaderboards: markdown tables and plots built from the results CSVs under
+    ROOT/<protocol>/results.csv (default ROOT: leaderboards)."""
+
+
+ROOT_HELP = "Folder holding one <protocol>/results.csv per protocol."
+
+
+@leaderboard_group.command(name="build", short_help="Regenerate every board's markdown and plots.")
+@click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True), help=ROOT_HELP)
+def leaderboard_build(root):
+    """Regenerate ROOT/<protocol>.md, with its plots ROOT/<protocol>/accuracy.svg and
+    curves.svg, from every ROOT/<protocol>/results.csv."""
+    from pathlib import Path
+
+    from uebench.leaderboard import build
+
+    _check_leaderboard_root(Path(root))
+    for path in build(Path(root)):
+        click.echo(f"wrote {path}")
+
+
+def _check_leaderboard_root(root) -> None:
+    """A root without any ``<protocol>/results.csv`` would build nothing and exit 0, so a
+    ``uebench run --out`` folder (its ``results.csv`` at the top) passed as ROOT looks like
+    success: say which layout is expected, and how to get a run's rows into it."""
+    if any(root.glob("*/results.csv")):
+        return
+    expected = (f"{str(root)!r} holds no <protocol>/results.csv: the layout is ROOT/<protocol>/results.csv "
+                "(e.g. leaderboards/cpu/results.csv)")
+    if (root / "results.csv").is_file():
+        protocols = _protocols_in(root / "results.csv")
+        named = f"; its rows' protocol: {', '.join(protocols)}" if protocols else ""
+        where = protocols[0] if len(protocols) == 1 else "<protocol-name>"
+        raise click.BadParameter(
+            f"{expected}. It looks like a `uebench run --out` folder (results.csv directly inside{named}): its rows go into "
+            f"ROOT/<protocol-name>/results.csv, so move or copy its results.csv into a folder named after the rows' protocol, "
+            f"e.g. {str(root / where / 'results.csv')!r}, and build again", param_hint="'--root'")
+    raise click.BadParameter(f"{expected}; there is nothing to build", param_hint="'--root'")
+
+
+def _protocols_in(csv) -> list[str]:
+    """The protocol names the rows of ``csv`` carry (empty when it cannot be read as a results file)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(csv, usecols=["protocol"], dtype=str)
+    except (ValueError, OSError):  # pandas parse errors are ValueErrors
+        return []
+    return sorted(frame["protocol"].dropna().unique())
+
+
+@leaderboard_group.command(name="migrate", short_help="Bring rows written by an older uebench up to today's cell keys.")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--assume-torch", default=None, metavar="VERSION",
+              help="The torch release rows without a torch_version column ran under (e.g. 2.14.1, this project's pin).")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Data root holding the dataset copy rows without a data_digest ran on (else $UEBENCH_DATA, the user cache).")
+def leaderboard_migrate(results, assume_torch, data_dir):
+    """Rewrite rows of RESULTS (CSV files) written by older uebench so their cell keys match the
+    cells today's code plans (see uebench/migrate.py); no measured value changes.  Run it
+    before resuming a sweep over older results, or the sweep runs those cells again."""
+    from uebench.migrate import Sources, dataset_digests, migrate_file, revision_of, train_size_of
+
+    def found(name, folder, digest):
+        click.echo(f"data_digest of {name}: {digest} (the copy in {folder})")
+
+    src = Sources(revision_of, train_size_of, dataset_digests(data_dir, found), assume_torch)
+    for path in results:
+        try:
+            changed = migrate_file(path, src)
+        except ValueError as exc:
+            raise click.ClickException(f"{path}: {exc}") from exc
+        click.echo(f"{path}: {changed} row(s) migrated")
+
+
+@leaderboard_group.command(name="show", short_help="Print a dataset's leaderboards in the terminal.")
+@click.argument("dataset")
+@click.option("--protocol", default=None, help="Only this protocol (default: every protocol with rows for DATASET).")
+@click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True), help=ROOT_HELP)
+@click.option("--json", "as_json", is_flag=True,
+              help="One record per table cell: mean, sd and n of final clean test accuracy (%).")
+def leaderboard_show(dataset, protocol, root, as_json):
+    """Print DATASET's leaderboard(s) in the terminal: attacks × defenses, newest protocol version."""
+    from pathlib import Path
+
+    import pandas as pd
+    from rich.markup import escape
+
+    from uebench.leaderboard import cell_text, grid
+    from uebench.stats import GROUP, current_version, group_title, labelled
+
+    csvs = sorted(Path(root).glob(f"{protocol or '*'}/results.csv"))
+    records, tables = [], []
+    for csv in csvs:
+        frame = labelled(current_version(pd.read_csv(csv)))
+        frame = frame[frame["dataset"] == dataset]
+        for key, part in frame.groupby(GROUP, sort=True):
+            defenses, rows = grid(part)
+            # labels carry options in brackets (``jpeg [quality=20]``), which rich would take for markup
+            table = Table(title=escape(f"protocol {csv.parent.name} · {group_title(key, quote='')}"))
+            table.add_column("attack")
+            for d in defenses:
+                table.add_column(escape(str(d)), justify="right")
+            for label, cells in rows:
+                table.add_row(escape(str(label)), *(escape(cell_text(c)) for c in cells))
+                records += [{"protocol": csv.parent.name, **dict(zip(GROUP, key, strict=True)), "attack": label, "defense": d,
+                             "mean": round(float(c["mean"]), 4), "sd": None if pd.isna(c["sd"]) else round(float(c["sd"]), 4),
+                             "n": int(c["n"])} for d, c in zip(defenses, cells, strict=True) if c is not None]
+            tables.append(table)
+    if not tables:
+        where = f"{root}/{protocol or '*'}/results.csv"
+        raise click.ClickException(f"no rows for dataset {dataset!r} in {where} ({len(csvs)} results file(s) found)")
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    console = Console()
+    for table in tables:
+        console.print(table)
+
+
+@leaderboard_group.command(name="compare", short_help="Whether two cells differ by more than the seed spread.")
+@click.argument("dataset")
+@click.argument("first")
+@click.argument("second")
+@click.option("--protocol", default="cpu", show_default=True, help="The board to read.")
+@click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True), help=ROOT_HELP)
+@click.option("--victim", default=None, help="The table's victim (default: the only one with both cells).")
+def leaderboard_compare(dataset, first, second, protocol, root, victim):
+    """Whether two cells of a board differ by more than the spread between seeds.
+
+    FIRST and SECOND are 'ATTACK LABEL / DEFENSE' as the table shows them (fully poisoned tables
+    only).  Prints both cells, the difference of their means with its 95% interval and Welch's
+    p-value.
+
+    \b
+    Example:
+      uebench leaderboard compare cifar10 'errmin-pgd form=sample / mixup' 'errmin-pgd form=sample / cutout'
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from uebench.stats import compare, current_version, labelled
+
+    csv = Path(root) / protocol / "results.csv"
+    if not csv.is_file():
+        raise click.BadParameter(f"no {csv}", param_hint="--protocol/--root")
+    frame = labelled(current_version(pd.read_csv(csv)))
+    frame = frame[(frame["dataset"] == dataset) & (frame["poison_rate"] == 1.0) & (frame["poison_classes"] == "")
+                  & ~frame["drop_poisoned"]]
+    if victim:
+        frame = frame[frame["victim"] == victim]
+    values = []
+    for text in (first, second):
+        label, slash, defense = text.rpartition("/")
+        if not slash:
+            raise click.BadParameter(f"{text!r}: write 'ATTACK LABEL / DEFENSE'", param_hint="FIRST/SECOND")
+        cell = frame[(frame["attack_label"] == label.strip()) & (frame["defense"] == defense.strip())]
+        if cell.empty:
+            known = sorted({f"{a} / {d}" for a, d in zip(frame["attack_label"], frame["defense"], strict=True)})
+            raise click.BadParameter(f"no cell {text!r} in {csv}; "
+                                     f"cells: {'; '.join(known[:12])}{' …' if len(known) > 12 else ''}",
+                                     param_hint="FIRST/SECOND")
+        if cell["victim"].nunique() > 1:
+            raise click.BadParameter(f"{text!r} is in tables of several victims ({', '.join(sorted(cell['victim'].unique()))}): "
+                                     f"give --victim", param_hint="--victim")
+        values.append(100 * cell["final_test_acc"].astype(float))
+        click.echo(f"{text.strip()}: {values[-1].mean():.2f} ± {values[-1].std(ddof=1):.2f}% (n={len(values[-1])}; seeds "
+                   f"{', '.join(f'{v:.1f}' for v in values[-1])})")
+    c = compare(*values)
+    verdict = "exceeds the seed spread" if c["exceeds_spread"] else "does not exceed the seed spread"
+    click.echo(f"difference {c['difference']:+.2f} points, 95% CI {c['ci_low']:+.2f} to {c['ci_high']:+.2f}, "
+               f"Welch p = {c['p']:.3g}: {verdict}")
