@@ -34,7 +34,9 @@ EXPECTED_BUILTINS = {
                "errmin-pgd": "uebench.attacks.errmin_pgd", "errmin-adam": "uebench.attacks.errmin_adam",
                "from-file": "uebench.attacks.from_file", "errmax-pgd": "uebench.attacks.errmax",
                "errmax-universal": "uebench.attacks.errmax", "mix-or": "uebench.attacks.mixtures",
-               "mix-add": "uebench.attacks.mixtures"},
+               "mix-add": "uebench.attacks.mixtures", "lsp": "uebench.attacks.synthetic", "ar": "uebench.attacks.synthetic",
+               "cuda": "uebench.attacks.cuda", "hypo": "uebench.attacks.source_poisons", "tap": "uebench.attacks.source_poisons",
+               "sep": "uebench.attacks.source_poisons", "rem": "uebench.attacks.rem"},
     "defense": {"none": "uebench.defenses.standard", "cutmix": "uebench.defenses.cutmix", "mixup": "uebench.defenses.mixup",
                 "cutout": "uebench.defenses.cutout", "autoaugment": "uebench.defenses.autoaugment",
                 "adv-train": "uebench.defenses.adversarial", "early-stop": "uebench.defenses.early_stop",
@@ -191,12 +193,13 @@ def test_attack_contract_craft(name, tmp_path):
     assert noise.delta.dtype == torch.float32
     assert torch.isfinite(noise.delta).all()
     assert noise.norm in NORMS
-    assert budget_violation(noise.delta, noise.eps, noise.norm, noise.pixels) is None
+    assert budget_violation(noise.delta, noise.eps, noise.norm, noise.pixels, noise.radius) is None
     if noise.norm == "linf":  # an L∞ attack spends the cell's ε, no more
         assert noise.delta.abs().max().item() <= ctx.eps + 1e-6
         assert noise.eps == pytest.approx(ctx.eps)
-    else:  # an L0 attack (e.g. ops) ignores ε: its own pixel budget, values bounded by the pixel range
-        assert noise.eps <= 1 and noise.pixels >= 1
+    else:  # an L0, L2 or transform attack ignores ε: its own budget, values bounded by the pixel range
+        assert noise.eps <= 1 and noise.delta.abs().max().item() <= noise.eps + 1e-6
+        assert (noise.pixels or 0) >= (noise.norm == "l0") and (noise.radius or 0) >= 0
     poisoned = release(ctx.x, ctx.y, noise, quantize=False)
     assert 0 <= poisoned.min() and poisoned.max() <= 1
     _, again = craft()

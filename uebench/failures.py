@@ -55,6 +55,10 @@ def check_crafted(noise: Noise | None, attack_name: str, x: torch.Tensor, num_cl
         )
     if noise.norm == "linf" and noise.eps > eps + 1e-9:
         raise InvalidNoiseError(f"{where} noise labelled eps={noise.eps:.5f}, more than the cell's eps={eps:.5f}")
-    why = budget_violation(noise.delta.detach(), eps if noise.norm == "linf" else noise.eps, noise.norm, noise.pixels)
+    if noise.norm != "linf" and noise.eps > 1 + 1e-6:
+        raise InvalidNoiseError(f"{where} {noise.norm} noise whose largest |δ| is labelled {noise.eps:.5f}, "
+                                f"more than the pixel range")
+    bound = eps if noise.norm == "linf" else noise.eps
+    why = budget_violation(noise.delta.detach(), bound, noise.norm, noise.pixels, noise.radius)
     if why:
         raise InvalidNoiseError(f"{where} unusable noise: {why}")

@@ -5,10 +5,18 @@
 *added to float pixels in [0, 1] and the sum is clamped* — never clamped first and added
 after, which would let poisoned pixels leave the valid range (a bug of the reference code).
 
-Every noise says which budget it keeps (``norm``).  ``"linf"`` (the default): |δ| ≤ ``eps``,
-the cell's ``--eps``.  ``"l0"``: δ changes at most ``pixels`` pixel positions of each image
-(all channels of a position count once), by any amount the pixel range allows; ``eps`` then
-records the largest |δ| (≤ 1).  A noise file is checked against the budget it names.
+Every noise says which budget it keeps (``norm``):
+
+- ``"linf"`` (the default): |δ| ≤ ``eps``, the cell's ``--eps``.
+- ``"l0"``: δ changes at most ``pixels`` pixel positions of each image (all channels of a
+  position count once), by any amount the pixel range allows (OPS).
+- ``"l2"``: each image's (or class's) δ has Euclidean norm ≤ ``radius`` over all its C×H×W
+  values on the [0, 1] scale (LSP, AR).
+- ``"transform"``: no Lp budget: δ = T(x) − x for a transform T of each image (CUDA's per-class
+  convolution), so the released image is T(x); only |δ| ≤ 1 and finiteness are checked.
+
+For every norm but ``linf`` the attack ignores ``--eps`` and ``eps`` records the largest |δ|
+(≤ 1).  A noise file is checked against the budget it names.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import torch
 from uebench.atomic import atomic_write
 
 FORMS = ("sample", "class")
-NORMS = ("linf", "l0")
+NORMS = ("linf", "l0", "l2", "transform")
 
 
 class NoiseFileError(ValueError):
@@ -33,10 +41,11 @@ class NoiseFileError(ValueError):
 class Noise:
     delta: torch.Tensor  # float32, (N|K, C, H, W), |δ| <= eps
     form: str
-    eps: float  # the L∞ budget (norm "linf"); the largest |δ| (norm "l0")
+    eps: float  # the L∞ budget (norm "linf"); the largest |δ| (every other norm)
     meta: dict = field(default_factory=dict)
-    norm: str = "linf"  # "linf" | "l0"
+    norm: str = "linf"  # one of NORMS
     pixels: int | None = None  # the L0 budget: pixel positions per image δ may change (norm "l0")
+    radius: float | None = None  # the L2 budget: the largest ‖δ‖₂ of an image or class (norm "l2")
 
     def __post_init__(self):
         if self.form not in FORMS:
@@ -48,18 +57,36 @@ class Noise:
         if (self.norm == "l0") != (self.pixels is not None) or (self.pixels is not None and self.pixels < 1):
             raise ValueError(f"an l0 noise names its budget as pixels >= 1, and only an l0 noise: "
                              f"got norm={self.norm!r}, pixels={self.pixels!r}")
+        if (self.norm == "l2") != (self.radius is not None) or (self.radius is not None and not self.radius > 0):
+            raise ValueError(f"an l2 noise names its budget as radius > 0, and only an l2 noise: "
+                             f"got norm={self.norm!r}, radius={self.radius!r}")
+
+    @property
+    def budget_label(self) -> str:
+        """The row's ``norm``: ``linf``, ``l0:<pixels>``, ``l2:<radius>`` or ``transform``."""
+        if self.norm == "l0":
+            return f"l0:{self.pixels}"
+        if self.norm == "l2":
+            return f"l2:{self.radius:g}"
+        return self.norm
+
+    def violation(self) -> str | None:
+        """Why δ breaks the budget it names, or None (:func:`budget_violation`)."""
+        return budget_violation(self.delta.detach(), self.eps, self.norm, self.pixels, self.radius)
 
     def for_batch(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """δ for the samples ``index`` with labels ``labels`` (class-wise noise is looked up by label)."""
         return self.delta[labels] if self.form == "class" else self.delta[index]
 
     def to(self, device) -> Noise:
-        return Noise(self.delta.to(device), self.form, self.eps, dict(self.meta), self.norm, self.pixels)
+        return Noise(self.delta.to(device), self.form, self.eps, dict(self.meta), self.norm, self.pixels, self.radius)
 
 
-def budget_violation(delta: torch.Tensor, eps: float, norm: str = "linf", pixels: int | None = None) -> str | None:
+def budget_violation(delta: torch.Tensor, eps: float, norm: str = "linf", pixels: int | None = None,
+                     radius: float | None = None) -> str | None:
     """Why ``delta`` breaks the budget it names, or None: finite, |δ| ≤ ``eps`` (+1e-6) and, for
-    ``norm="l0"``, at most ``pixels`` changed pixel positions in each row (image or class)."""
+    ``norm="l0"``, at most ``pixels`` changed pixel positions in each row (image or class); for
+    ``norm="l2"``, each row's Euclidean norm ≤ ``radius`` (relative tolerance 1e-5)."""
     if not torch.isfinite(delta).all():
         return "values are not finite"
     if delta.numel() and delta.abs().max().item() > eps + 1e-6:
@@ -68,6 +95,10 @@ def budget_violation(delta: torch.Tensor, eps: float, norm: str = "linf", pixels
         most = int(delta.ne(0).any(1).flatten(1).sum(1).max().item())
         if most > pixels:
             return f"an image has {most} changed pixel positions, more than its l0 budget of {pixels}"
+    if norm == "l2" and delta.numel():
+        largest = float(delta.flatten(1).double().norm(dim=1).max().item())
+        if largest > radius * (1 + 1e-5) + 1e-7:
+            return f"an image's L2 norm is {largest:.5f}, more than its l2 budget of {radius:g}"
     return None
 
 
@@ -85,7 +116,8 @@ def apply_noise(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 
 def save_noise(noise: Noise, path: Path) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half-written cache entry."""
-    meta = dict(noise.meta, form=noise.form, eps=noise.eps, shape=list(noise.delta.shape), norm=noise.norm, pixels=noise.pixels)
+    meta = dict(noise.meta, form=noise.form, eps=noise.eps, shape=list(noise.delta.shape), norm=noise.norm, pixels=noise.pixels,
+                radius=noise.radius)
     payload = {"delta": noise.delta.detach().float().cpu().contiguous(), "meta": json.dumps(meta, sort_keys=True)}
     atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
@@ -95,23 +127,23 @@ def load_noise(path: Path, expect: dict | None = None) -> Noise:
 
     ``expect`` maps metadata keys to the values they must have (e.g. the cache key); δ must be
     finite and inside the budget it names (its own ε-ball; for an l0 noise also its pixel
-    count; a file without a norm is linf).  Any mismatch raises :class:`NoiseFileError`.
+    count, for an l2 noise its radius; a file without a norm is linf).  Any mismatch raises :class:`NoiseFileError`.
     """
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         delta, meta = payload["delta"], json.loads(payload["meta"])
         form, eps = meta["form"], float(meta["eps"])
-        norm, pixels = meta.get("norm", "linf"), meta.get("pixels")
-        Noise(torch.zeros(0, 0, 0, 0), form, eps, norm=norm, pixels=pixels)  # form, norm and budget are well-formed
+        norm, pixels, radius = meta.get("norm", "linf"), meta.get("pixels"), meta.get("radius")
+        Noise(torch.zeros(0, 0, 0, 0), form, eps, norm=norm, pixels=pixels, radius=radius)  # form, norm, budget well-formed
     except Exception as exc:  # any corruption: truncated file, wrong format, missing keys
         raise NoiseFileError(f"cannot read noise file {path}: {exc}") from None
     if not isinstance(delta, torch.Tensor) or list(delta.shape) != meta.get("shape"):
         raise NoiseFileError(f"noise file {path}: tensor shape does not match its metadata")
-    why = budget_violation(delta, eps, norm, pixels)
+    why = budget_violation(delta, eps, norm, pixels, radius)
     if why is not None:
         raise NoiseFileError(f"noise file {path}: {why}")
     for key, want in (expect or {}).items():
         if meta.get(key) != want:
             raise NoiseFileError(f"noise file {path}: {key}={meta.get(key)!r}, expected {want!r}")
-    return Noise(delta, form, eps, {k: v for k, v in meta.items() if k not in ("form", "eps", "shape", "norm", "pixels")},
-                 norm, pixels)
+    own = ("form", "eps", "shape", "norm", "pixels", "radius")
+    return Noise(delta, form, eps, {k: v for k, v in meta.items() if k not in own}, norm, pixels, radius)

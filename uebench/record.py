@@ -66,7 +66,7 @@ def result_row(cell, crafted, result, settings, train_size: int, test_size: int)
         "git_sha": git_sha(),
         **planned,
         "l0_max_delta": noise.eps if l0 else "",  # an L0 attack ignores --eps: its largest |δ|
-        "norm": f"l0:{noise.pixels}" if l0 else "linf",
+        "norm": noise.budget_label if noise is not None else "linf",
         "epochs": settings.epochs,
         "final_test_acc": result.final_test_acc,
         "selected_epoch": result.selected_epoch,

@@ -124,6 +124,19 @@ def print_board_comparison(row: dict, board: Path | None) -> None:
     click.echo(f"(committed rows: {board})")
 
 
+def budget_text(row: dict) -> str:
+    """The noise's budget as a reader says it: ``0.03137 (8.0/255)``, ``L0, 1 pixel(s) per image``,
+    ``L2 ≤ 1 per image``, ``a transform of each image (no Lp budget)``."""
+    norm = str(row["norm"])
+    if norm.startswith("l0:"):
+        return f"L0, {norm[3:]} pixel(s) per image, max |δ| {float(row['l0_max_delta']):.3f}"
+    if norm.startswith("l2:"):
+        return f"L2 ≤ {norm[3:]} per image (--eps not used)"
+    if norm == "transform":
+        return "a transform of each image (no Lp budget; --eps not used)"
+    return f"L∞ {row['eps']:.5f} ({row['eps'] * 255:.1f}/255)"
+
+
 def summary_table(row: dict) -> Table:
     table = Table(title=f"uebench cell {row['run_id']}", show_header=True)
     table.add_column("field")
@@ -132,9 +145,7 @@ def summary_table(row: dict) -> Table:
         ("protocol", f"{row['protocol']} v{row['protocol_version']}"),
         ("dataset", row["dataset"]),
         ("attack", f"{row['attack']} {row['attack_options']}"),
-        ("ε / poison rate", (f"{row['eps']:.5f} ({row['eps'] * 255:.1f}/255)" if row["norm"] == "linf"
-                             else f"L0, {row['norm'][3:]} pixel(s) per image, max |δ| {float(row['l0_max_delta']):.3f}")
-         + f" / {row['poison_rate']:g}"
+        ("budget / poison rate", budget_text(row) + f" / {row['poison_rate']:g}"
          + (f" of classes {row['poison_classes']}" if row["poison_classes"] else "")
          + (" — poisoned samples dropped, trained on the clean rest" if row["drop_poisoned"] else "")
          + ("" if row["quantized"] else " (float noise, not quantized)")),

@@ -1,14 +1,21 @@
 """The solvers several attacks share: a batched L∞ PGD (descending for error-minimizing noise,
 ascending for error-maximizing) and the min-min loop of Huang et al. 2021, Algorithm 1
 (:class:`MinMinCrafter`: M SGD steps on the source model, then a PGD pass over δ, until the
-source model's error on x + δ is below λ).  ``errmin-pgd`` and ``errmin-adam`` run the loop,
-``errmax-pgd`` and ``errmax-universal`` the PGD; later attacks import them from here.
+source model's error on x + δ is below λ).  ``errmin-pgd``, ``errmin-adam`` and ``rem`` run the
+loop, ``errmax-pgd`` and ``errmax-universal`` the PGD; later attacks import them from here.
+
+A variant of the loop supplies its own parts by subclassing :class:`MinMinCrafter`: ``solve``,
+the δ update of a batch with θ frozen (Adam for ``errmin-adam``; for ``rem``, PGD through an
+inner max), and ``train_input``, what θ's SGD step trains on (x + δ itself in Algorithm 1; for
+``rem``, an adversarial example of an augmented x + δ).  The loop, its stopping rule and its
+bookkeeping stay here, once.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,20 +36,32 @@ from uebench.train.step import SGDStep
 CPU_PGD_CHUNK = 64
 
 def pgd(model, x, y, delta, eps: float, step_size: float, steps: int, *, descend: bool, device, precision: str = "fp32",
-        channels_last: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
+        channels_last: bool = False, mask: torch.Tensor | None = None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """``steps`` signed-gradient steps on δ from x' = clip(x + δ), each projected to the ε-ball:
-    x' ← Π_ε(x' ∓ α·sign(∇ₓL(f(x'), y))) — *descending* the loss for error-minimizing noise,
-    ascending it for error-maximizing (adversarial) noise.  ``model`` is frozen (eval mode).
-    ``mask`` (1 where δ may be non-zero, e.g. a patch) is applied after every projection."""
+    x' ← Π_ε(x' ∓ α·sign(∇ₓL(f(x'), y))) — *descending* the loss for error-minimizing noise (or
+    toward a target label ``y``), ascending it for error-maximizing (adversarial) noise.
+    ``model`` is frozen (eval mode), or a list/tuple of frozen models (an ensemble: L is the sum
+    of their losses, so the step follows the sign of their mean gradient; one model's graph is
+    held at a time).  ``augment``, when given, is a differentiable batch transform drawn afresh
+    at every step (random crop + flip): L is then L(f(augment(x')), y) and its gradient flows
+    through the transform to δ.  ``mask`` (1 where δ may be non-zero, e.g. a patch) is applied
+    after every projection."""
     # only the gradient's sign is used; scaling keeps fp16 gradients from underflowing to 0
     scale = 1024.0 if precision == "fp16" else 1.0
     sign = -1.0 if descend else 1.0
+    models = tuple(model) if isinstance(model, (list, tuple)) else (model,)
     for _ in range(steps):
         x_adv = apply_noise(x, delta)
         x_adv = (x_adv.contiguous(memory_format=torch.channels_last) if channels_last else x_adv).requires_grad_(True)
-        with autocast(device, precision):
-            loss = F.cross_entropy(model(x_adv).float(), y)
-        (grad,) = torch.autograd.grad(loss * scale, x_adv)
+        x_in = augment(x_adv) if augment is not None else x_adv
+        grad = None
+        for i, member in enumerate(models):
+            with autocast(device, precision):
+                loss = F.cross_entropy(member(x_in).float(), y)
+            # the transform's graph is shared by the members: kept until the last one is through
+            (g,) = torch.autograd.grad(loss * scale, x_adv, retain_graph=augment is not None and i < len(models) - 1)
+            grad = g if grad is None else grad + g
         delta = (x_adv.detach() + sign * step_size * grad.sign() - x).clamp_(-eps, eps)
         if mask is not None:
             delta = delta * mask
@@ -105,17 +124,23 @@ class MinMinCrafter:
 
     # -- the two phases ----------------------------------------------------------------------
     def model_steps(self) -> float:
-        """M SGD steps of θ on (x + δ, y); returns the mean loss."""
+        """M SGD steps of θ on (``train_input(x + δ)``, y); returns the mean loss."""
         ctx, total = self.ctx, 0.0
         self.model.train()
         for _ in range(self.o.model_steps):
             sample = self._next_batch()
-            x = apply_noise(to_unit_float(ctx.x[sample]), self._noise_of(sample)[0])
+            x = self.train_input(apply_noise(to_unit_float(ctx.x[sample]), self._noise_of(sample)[0]), ctx.y[sample])
             with autocast(ctx.device, ctx.precision):
                 loss = F.cross_entropy(self.model(self._layout(x)).float(), ctx.y[sample])
             self.step(loss)
             total += loss.item()
         return total / self.o.model_steps
+
+    def train_input(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What θ's SGD step trains on, given a batch x + δ (``self.model`` in train mode): x + δ
+        itself in Algorithm 1; a variant may transform it (``rem``: an adversarial example of an
+        augmented x + δ)."""
+        return x
 
     def inner(self, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The inner minimisation over δ for a batch, θ frozen; returns the new δ (zero outside
