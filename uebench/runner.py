@@ -58,7 +58,7 @@ def load_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> CellData:
                        device=device, precision=cell.numerics.precision, channels_last=True, protocol=protocol,
                        build_model=build_model, generator=streams.generator("craft"), reporter=reporter,
                        train_index=train_idx, cache_dir=cell.settings.cache_dir, provenance=cell.provenance,
-                       options=cell.resolved, host=cell.host)
+                       options=cell.resolved, host=cell.host, hflip=cell.dataset.hflip)
 
     def request_of(attack, resolved, seed):
         return noise_request(attack, resolved, cell, seed, len(y_train))

@@ -44,6 +44,9 @@ class CraftContext:
     # the plugin host of this run (its ``--plugins-dir`` plugins included): where a composed
     # attack looks its components up (None: the default host)
     host: object = None
+    # whether training may mirror this dataset's images (``Dataset.hflip``; False for digits): an
+    # attack that takes an expectation over the training augmentations flips only where it may
+    hflip: bool = True
 
 
 class Attack:

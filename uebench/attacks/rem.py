@@ -115,7 +115,7 @@ class RemCrafter(MinMinCrafter):
         """One random training augmentation t per image (differentiable in x)."""
         if self.o.augment == "none":
             return x
-        return random_crop_flip(x, generator=self.draws, hflip=self.o.augment == "crop-flip")
+        return random_crop_flip(x, generator=self.draws, hflip=self.o.augment == "crop-flip" and self.ctx.hflip)
 
     def adversary(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x + δ_a, the inner max: ``adv_steps`` of ascending ρ-PGD on ``model`` from a uniform

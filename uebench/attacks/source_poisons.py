@@ -111,7 +111,7 @@ def _pgd_pass(ctx: CraftContext, models, labels: torch.Tensor, delta: torch.Tens
     transform = None
     if augment:
         gen = crop_generator(ctx.generator, ctx.device)
-        transform = lambda x: random_crop_flip(x, generator=gen)  # noqa: E731
+        transform = lambda x: random_crop_flip(x, generator=gen, hflip=ctx.hflip)  # noqa: E731
     chunk = min(batch_size, CPU_PGD_CHUNK) if ctx.device.type == "cpu" else batch_size
     bar = ctx.reporter.task(title, total=math.ceil(len(labels) / chunk))
     for start in range(0, len(labels), chunk):
