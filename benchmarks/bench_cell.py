@@ -49,8 +49,9 @@ from _common import (
 )
 
 from uebench.attacks.base import CraftContext
-from uebench.attacks.errmin_pgd import ErrMinPGD, MinMinCrafter
+from uebench.attacks.errmin_pgd import ErrMinPGD
 from uebench.compute import autocast, frozen_copy
+from uebench.craft.solvers import MinMinCrafter
 from uebench.protocols import PROTOCOLS
 
 CRAFT_BATCH = 512  # the paper's crafting batch

@@ -35,8 +35,9 @@ from _common import EPS, HWCImages, Row, finish, load_images, log, median, parse
 from torch import nn
 
 from uebench.attacks.base import CraftContext
-from uebench.attacks.errmin_pgd import ErrMinPGD, MinMinCrafter
+from uebench.attacks.errmin_pgd import ErrMinPGD
 from uebench.compute import cpu_has_fast_bf16, frozen_copy, prepare_model, resolve_precision
+from uebench.craft.solvers import MinMinCrafter
 from uebench.protocols import PROTOCOLS
 
 REFERENCE_IMAGES = 5000  # the size every crafting number is scaled to

@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import make_ctx
 from uebench.attacks.errmax import deepfool_linf
-from uebench.attacks.errmin_pgd import pgd
+from uebench.craft.solvers import pgd
 from uebench.craft.source_models import clean_source
 
 EPS = 8 / 255

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_ctx
-from uebench.attacks.errmin_pgd import PAPER_DEFAULTS, ErrMinPGD, MinMinCrafter
+from uebench.attacks.errmin_pgd import PAPER_DEFAULTS, ErrMinPGD
+from uebench.craft.solvers import MinMinCrafter
 from uebench.noise import to_unit_float
 from uebench.options import OptionError, build_options
 from uebench.protocols import get_protocol
@@ -185,14 +186,14 @@ def test_invalid_options(values, fragment):
 
 def test_cpu_chunked_pgd_matches_whole_batch_pgd(monkeypatch):
     """Chunking PGD on CPU (for speed) must not change δ beyond rare float-rounding sign flips."""
-    import uebench.attacks.errmin_pgd as errmin
+    import uebench.craft.solvers as solvers
 
     crafter, ctx = _crafter(steps=3)
     x, y = to_unit_float(ctx.x), ctx.y
     start = crafter.delta.clone()
-    monkeypatch.setattr(errmin, "CPU_PGD_CHUNK", 7)  # several chunks, the last one partial
+    monkeypatch.setattr(solvers, "CPU_PGD_CHUNK", 7)  # several chunks, the last one partial
     chunked = crafter.inner(x, y, start.clone())
-    monkeypatch.setattr(errmin, "CPU_PGD_CHUNK", 10**9)
+    monkeypatch.setattr(solvers, "CPU_PGD_CHUNK", 10**9)
     whole = crafter.inner(x, y, start.clone())
     assert len(y) > 7 and chunked.shape == whole.shape
     assert (chunked == whole).float().mean().item() > 0.999

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from uebench.attacks.base import Attack, CraftContext
-from uebench.craft.solvers import CPU_PGD_CHUNK, MinMinCrafter, pgd  # noqa: F401 (re-exported: older imports)
+from uebench.craft.solvers import MinMinCrafter
 from uebench.hookspecs import hookimpl
 from uebench.noise import FORMS, Noise
 from uebench.options import option
