@@ -22,7 +22,9 @@ REQUIRED = {"Attack", "CraftContext", "Noise", "Defense", "TrainState", "TrainCo
             "hookimpl", "write_layout", "write_splits"}
 HOMES = {  # where each name lives, so the api hands out the very objects uebench checks against
     "Attack": "uebench.attacks.base", "CraftContext": "uebench.attacks.base", "Noise": "uebench.noise",
-    "to_unit_float": "uebench.noise", "Defense": "uebench.defenses.base", "TrainData": "uebench.train.data",
+    "to_unit_float": "uebench.noise", "Defense": "uebench.defenses.base", "Purifier": "uebench.defenses.purify",
+    "TrainData": "uebench.train.data", "Detector": "uebench.detectors.base", "SuspectSet": "uebench.detectors.base",
+    "Verdict": "uebench.detectors.base",
     "TrainState": "uebench.train.events", "TrainControl": "uebench.train.events", "Victim": "uebench.victims.base",
     "Dataset": "uebench.datasets.base", "ImageData": "uebench.datasets.base", "write_layout": "uebench.datasets.base",
     "write_splits": "uebench.datasets.base", "option": "uebench.options", "hookimpl": "uebench.hookspecs",

@@ -16,8 +16,8 @@ from uebench.options import OptionError
 from uebench.plugins import get_host
 from uebench.train import TrainData, Trainer, TrainSettings
 
-DEFENSES = ["adv-train", "autoaugment", "bit-depth", "cutmix", "cutout", "early-stop", "grayscale", "jpeg", "mixup", "none",
-            "ueraser"]
+DEFENSES = ["adv-train", "autoaugment", "bit-depth", "cutmix", "cutout", "early-stop", "gaussian", "gaussian-noise", "grayscale",
+            "jpeg", "mixup", "none", "orthogonal-projection", "ueraser"]
 
 
 def make(name, **options):

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import REPO
 from uebench.cellkey import config_key
+from uebench.imperceptibility import COLUMNS as IMPERCEPTIBILITY
 from uebench.leaderboard import PAPER_REPORTED, build, render
 from uebench.protocols import PROTOCOLS
 from uebench.results import COLUMNS, append_row
@@ -45,6 +46,7 @@ def _row(i, *, attack="none", form=None, defense="none", victim="resnet18", rate
         "noise_cached": False, "craft_stop_reason": "stop_error" if form else "",
         "craft_iterations": 3 if form else "", "craft_final_error": 0.01 if form else "", "compile": "",
         "data_digest": "0123456789abcdef", "torch_version": "2.14.1", "threads": threads, "l0_max_delta": "", "inputs": "",
+        **{column: "" for column in IMPERCEPTIBILITY},  # a row from before they were measured
     }
     values["config_key"] = config_key(values)
     assert set(values) == set(COLUMNS)

@@ -41,7 +41,9 @@ EXPECTED_BUILTINS = {
                 "cutout": "uebench.defenses.cutout", "autoaugment": "uebench.defenses.autoaugment",
                 "adv-train": "uebench.defenses.adversarial", "early-stop": "uebench.defenses.early_stop",
                 "jpeg": "uebench.defenses.squeeze", "grayscale": "uebench.defenses.squeeze",
-                "bit-depth": "uebench.defenses.squeeze", "ueraser": "uebench.defenses.ueraser"},
+                "bit-depth": "uebench.defenses.squeeze", "ueraser": "uebench.defenses.ueraser",
+                "orthogonal-projection": "uebench.defenses.orthogonal_projection", "gaussian": "uebench.defenses.gaussian",
+                "gaussian-noise": "uebench.defenses.gaussian"},
     "victim": {"resnet18": "uebench.victims.cifar", "resnet50": "uebench.victims.cifar",
                "vgg11": "uebench.victims.cifar", "densenet121": "uebench.victims.cifar",
                "cnn-small": "uebench.victims.cifar", "cnn-tiny": "uebench.victims.cifar",
@@ -244,7 +246,9 @@ def test_defense_contract(name):
         data = defense.prepare(TrainData(released, labels, 10, x_clean=images), torch.Generator().manual_seed(0))
         assert isinstance(data, TrainData) and data.x.shape[1:] == images.shape[1:] and len(data.x) == len(data.y) > 0
         assert data.x.dtype in (torch.uint8, torch.float32)
-        assert data.x.dtype == torch.uint8 or (0 <= data.x.min() and data.x.max() <= 1)
+        assert torch.isfinite(data.x.float()).all()
+        # a defense may declare that its prepare leaves the pixel range (orthogonal-projection's x - QQᵀx)
+        assert data.x.dtype == torch.uint8 or not cls.keeps_pixel_range or (0 <= data.x.min() and data.x.max() <= 1)
 
 
 def test_cutmix_mixes_pixels_and_labels_consistently():

@@ -37,8 +37,11 @@ attacks             :class:`Attack` (subclass it), :class:`CraftContext` (what `
                     :class:`Noise` (what it returns), :func:`to_unit_float` (uint8 → [0, 1])
 defenses            :class:`Defense` (callbacks on the training loop's events), :class:`TrainData`
                     (what ``prepare`` gets and returns), :class:`TrainState` / :class:`TrainControl`
-                    (what ``after_epoch`` / ``after_fit`` read and answer through)
+                    (what ``after_epoch`` / ``after_fit`` read and answer through),
+                    :class:`Purifier` (a defense that brings its own model: ``load`` + ``purify``)
 victims             :class:`Victim` (``build(num_classes, image_shape) -> nn.Module``)
+detectors           :class:`Detector` (subclass it), :class:`SuspectSet` (what ``detect`` gets),
+                    :class:`Verdict` (what it returns: score, threshold, calibration)
 datasets            :class:`Dataset`, :class:`ImageData` (what ``load`` returns); the cache-layout
                     writers :func:`write_layout` (arrays) and :func:`write_splits` (torchvision-style
                     splits) for ``download``
@@ -51,6 +54,8 @@ from __future__ import annotations
 from uebench.attacks.base import Attack, CraftContext
 from uebench.datasets.base import Dataset, ImageData, write_layout, write_splits
 from uebench.defenses.base import Defense
+from uebench.defenses.purify import Purifier
+from uebench.detectors.base import Detector, SuspectSet, Verdict
 from uebench.hookspecs import hookimpl
 from uebench.noise import Noise, to_unit_float
 from uebench.options import option
@@ -63,11 +68,15 @@ __all__ = [
     "CraftContext",
     "Dataset",
     "Defense",
+    "Detector",
     "ImageData",
     "Noise",
+    "Purifier",
+    "SuspectSet",
     "TrainControl",
     "TrainData",
     "TrainState",
+    "Verdict",
     "Victim",
     "hookimpl",
     "option",

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # uebench.api imports hookimpl from here; the annotations onl
 
     import click
 
-    from uebench.api import Attack, Dataset, Defense, Victim
+    from uebench.api import Attack, Dataset, Defense, Detector, Victim
 
 PROJECT = "uebench"
 
@@ -61,7 +61,10 @@ def register_defenses(register: Callable[[type[Defense]], None]):
     the :class:`uebench.api.TrainState`, log, keep or restore weights, ask to stop through the
     :class:`uebench.api.TrainControl`) and ``eval_images`` (test images).  The event table, with
     signatures, is the docstring of ``uebench.defenses.base``; which defenses compose is
-    ``uebench.defenses.compose``'s.
+    ``uebench.defenses.compose``'s.  A defense that purifies the training images with a model
+    of its own (AVATAR's diffusion model) subclasses :class:`uebench.api.Purifier` instead and
+    implements ``load(device) -> model`` (once) and ``purify(model, x, generator) -> x`` (a
+    float batch in [0, 1]); the base runs it over every held image, batched, and clamps.
     """
 
 
@@ -85,6 +88,18 @@ def register_datasets(register: Callable[[type[Dataset]], None]):
     and returns uint8 tensors.  ``download(folder)`` writes the layout with
     :func:`uebench.api.write_layout` (uint8 N×H×W×C arrays and int64 labels) or
     :func:`uebench.api.write_splits` (torchvision-style splits with ``.data`` and ``.targets``).
+    """
+
+
+@hookspec
+def register_detectors(register: Callable[[type[Detector]], None]):
+    """Add poison detectors (``uebench detect``).
+
+    Call ``register(cls)`` for each subclass of :class:`uebench.api.Detector`; it declares
+    ``Options`` (with a ``threshold``) and implements ``detect(suspect, generator, device,
+    reporter) -> Verdict``: ``suspect`` is a :class:`uebench.api.SuspectSet` (the released
+    training images and labels, and the clean originals where the defender has them), the
+    :class:`uebench.api.Verdict` a score, its threshold and what the threshold was calibrated on.
     """
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from uebench.atomic import atomic_write
+from uebench.detection_board import detection_table
 from uebench.stats import GROUP, as_text, cell_stats, current_version, group_title, labelled, none_first, spread
 
 # Huang et al. 2021, CIFAR-10, ResNet-18 (PAPER.md Tables 1 and 3): (attack label, defense) → %.
@@ -79,8 +80,9 @@ def table(part: pd.DataFrame, protocol: str, column: str = "final_test_acc") -> 
     return [*lines, ""]
 
 
-def render(frame: pd.DataFrame, protocol: str) -> str:
-    """The markdown for one protocol; it links the plots that ``build`` writes beside it."""
+def render(frame: pd.DataFrame, protocol: str, detections: pd.DataFrame | None = None) -> str:
+    """The markdown for one protocol; it links the plots that ``build`` writes beside it, and
+    ends with the detection table where the board has ``detections.csv``."""
     shown = current_version(frame)
     older = len(frame) - len(shown)
     frame = labelled(shown)
@@ -116,6 +118,8 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
                 "",
                 *table(part, protocol, "oracle_best_test_acc"),
             ]
+        lines += imperceptibility_table(part)
+    lines += detection_table(detections)
     if protocol != "paper":
         p = PAPER_REPORTED
         lines += [
@@ -126,6 +130,42 @@ def render(frame: pd.DataFrame, protocol: str) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def imperceptibility_table(part: pd.DataFrame) -> list[str]:
+    """How visible each attack's released poison is, beside its accuracy without a defense
+    (``uebench.imperceptibility``): per attack label, PSNR and SSIM (mean over the poisoned
+    images, and the worst image), the largest |δ| and the mean L2 and L0, each the mean over the
+    seeds measured (one release per seed: rows of other defenses share it).  Empty (no lines)
+    when no row of ``part`` has the columns, as on a board written before them."""
+    if "poisoned_images" not in part or not pd.to_numeric(part["poisoned_images"], errors="coerce").notna().any():
+        return []
+    lines = ["Imperceptibility of the released poison (over the poisoned images, released − clean; mean over seeds;",
+             "PSNR in dB, L∞ in /255 of the [0, 1] scale, L0 = changed values per image; `leaderboard imperceptibility`",
+             "fills older rows, and a row that cannot be measured says why in `imperceptibility_note`):", "",
+             "| attack | acc. no defense (%) | PSNR mean | PSNR worst | SSIM mean | SSIM worst | L∞ | L2 mean | L0 mean "
+             "| seeds measured |",
+             "|---|" + "---|" * 9]
+    for label in sorted(part["attack_label"].unique(), key=none_first):
+        rows = part[part["attack_label"] == label]
+        plain = rows[rows["defense"] == "none"]["final_test_acc"].astype(float)
+        acc = f"{100 * plain.mean():.2f}" if len(plain) else "—"
+        counted = rows.assign(images=pd.to_numeric(rows["poisoned_images"], errors="coerce"))
+        seeds = counted[counted["images"].notna()].drop_duplicates("seed")
+        total = rows["seed"].nunique()
+        if seeds.empty:
+            cells = ["—"] * 7
+        elif (seeds["images"] == 0).all():
+            cells = ["clean"] + [""] * 6
+        else:
+            seeds = seeds[seeds["images"] > 0]
+            mean = {c: pd.to_numeric(seeds[c], errors="coerce").mean() for c in
+                    ("psnr_mean", "psnr_worst", "ssim_mean", "ssim_worst", "linf_max", "l2_mean", "l0_values_mean")}
+            cells = [f"{mean['psnr_mean']:.2f}", f"{mean['psnr_worst']:.2f}", f"{mean['ssim_mean']:.4f}",
+                     f"{mean['ssim_worst']:.4f}", f"{255 * mean['linf_max']:.2f}/255", f"{mean['l2_mean']:.3f}",
+                     f"{mean['l0_values_mean']:.0f}"]
+        lines.append(f"| {label} | {acc} | " + " | ".join(cells) + f" | {len(seeds)}/{total} |")
+    return [*lines, ""]
 
 
 def numerics_line(frame: pd.DataFrame) -> str:
@@ -156,7 +196,9 @@ def build(root: Path) -> list[Path]:
             atomic_write(csv.parent / name, lambda tmp, data=images[name]: Path(tmp).write_bytes(data))
             written.append(csv.parent / name)
         out = Path(root) / f"{protocol}.md"
-        text = render(frame, protocol)
+        found = csv.parent / "detections.csv"  # uebench.detect.DETECTIONS_FILE (not imported: it loads torch)
+        detections = pd.read_csv(found, dtype=str, keep_default_na=False) if found.exists() else None
+        text = render(frame, protocol, detections)
         atomic_write(out, lambda tmp, text=text: Path(tmp).write_text(text))
         written.append(out)
     return written

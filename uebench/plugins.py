@@ -37,6 +37,7 @@ from uebench import hookspecs
 from uebench.attacks.base import Attack
 from uebench.datasets.base import Dataset
 from uebench.defenses.base import Defense
+from uebench.detectors.base import Detector
 from uebench.registry import NAME_RE, Registry
 from uebench.victims.base import Victim
 
@@ -61,18 +62,23 @@ BUILTIN_PLUGINS = (
     "uebench.defenses.early_stop",
     "uebench.defenses.squeeze",
     "uebench.defenses.ueraser",
+    "uebench.defenses.orthogonal_projection",
+    "uebench.defenses.gaussian",
     "uebench.victims.cifar",
     "uebench.victims.timm_victims",
     "uebench.datasets.cifar10",
     "uebench.datasets.cifar100",
     "uebench.datasets.svhn",
     "uebench.datasets.imagenet_subset",
+    "uebench.detectors.simple_networks",
+    "uebench.detectors.linear_separability",
 )
 KINDS = {  # hook name → (registry kind, base class)
     "register_attacks": ("attack", Attack),
     "register_defenses": ("defense", Defense),
     "register_victims": ("victim", Victim),
     "register_datasets": ("dataset", Dataset),
+    "register_detectors": ("detector", Detector),
 }
 
 
@@ -135,6 +141,10 @@ class PluginHost:
     @property
     def datasets(self) -> Registry:
         return self.registries["dataset"]
+
+    @property
+    def detectors(self) -> Registry:
+        return self.registries["detector"]
 
     @property
     def failures(self) -> list[PluginInfo]:

@@ -77,11 +77,14 @@ def release(x: torch.Tensor, y: torch.Tensor, noise: Noise | None, mask: torch.T
 class Released:
     """The training set a victim sees: ``images`` (uint8, or float with ``quantize=False``) with
     their ``labels``, and ``clean``, the same images without noise (what a defense that needs the
-    originals reads, and the clean-remainder set when poisoned samples are dropped)."""
+    originals reads, and the clean-remainder set when poisoned samples are dropped); ``poisoned``
+    (bool, one per image; None = every image) which of ``images`` carry noise (what
+    ``uebench.imperceptibility`` measures)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     clean: torch.Tensor
+    poisoned: torch.Tensor | None = None
 
 
 def release_scope(x: torch.Tensor, y: torch.Tensor, noise: Noise | None, *, rate: float, classes: tuple[int, ...],
@@ -95,4 +98,8 @@ def release_scope(x: torch.Tensor, y: torch.Tensor, noise: Noise | None, *, rate
         if not bool(keep.any()):
             raise ValueError("--drop-poisoned left no training images")
         x, y = x[keep], y[keep]
-    return Released(release(x, y, noise if rate > 0 else None, mask, quantize), y, x)
+    if drop or noise is None or rate <= 0:
+        poisoned = torch.zeros(len(y), dtype=torch.bool)
+    else:
+        poisoned = mask
+    return Released(release(x, y, noise if rate > 0 else None, mask, quantize), y, x, poisoned)

@@ -16,6 +16,7 @@ from uebench import __version__
 from uebench.cellkey import cell_key, config_key
 from uebench.compute import device_label
 from uebench.craft.identity import identity_options, input_locations
+from uebench.imperceptibility import unavailable
 from uebench.numerics import Numerics
 from uebench.options import canonical_json, options_dict, options_json
 from uebench.results import COLUMNS, append_row, git_sha
@@ -49,10 +50,10 @@ def planned_row(cell) -> dict:
     }
 
 
-def result_row(cell, crafted, result, settings, train_size: int, test_size: int) -> dict:
+def result_row(cell, crafted, result, settings, train_size: int, test_size: int, imperceptibility: dict | None = None) -> dict:
     """The full row of a finished cell: :func:`planned_row`, its keys, and the measurements
     (``crafted``: ``uebench.craft.Crafted``; ``result``: the trainer's; ``settings``: its
-    ``TrainSettings``)."""
+    ``TrainSettings``; ``imperceptibility``: ``uebench.imperceptibility.measure_released``'s columns)."""
     noise = crafted.noise
     meta = noise.meta if noise is not None else {}
     l0 = noise is not None and noise.norm == "l0"
@@ -86,6 +87,7 @@ def result_row(cell, crafted, result, settings, train_size: int, test_size: int)
         "craft_final_error": meta.get("final_error", ""),
         "compile": "" if cell.settings.compile == "none" else cell.settings.compile,
         "inputs": input_locations(cell.attack, cell.resolved),
+        **(imperceptibility or unavailable("not measured")),
     }
     return {column: row[column] for column in COLUMNS}
 

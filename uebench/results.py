@@ -25,6 +25,9 @@ from uebench.atomic import atomic_write
 # accelerator), ``precision`` and the device's type are identity (``uebench.numerics``).
 # ``inputs``: where the files an attack read were (``from-file``'s path); its options hold the
 # files' content digests instead, so the path is information, not identity.
+# ``poisoned_images`` … ``imperceptibility_note``: how visible the released poison is (PSNR, SSIM,
+# L∞/L2/L0 of released − clean over the poisoned images; ``uebench.imperceptibility``): results,
+# not identity.  Rows written before them have them empty until ``uebench leaderboard imperceptibility``.
 COLUMNS = (
     "run_id", "cell_key", "config_key", "timestamp", "uebench_version", "git_sha", "protocol", "protocol_version", "dataset",
     "attack", "attack_options", "eps", "norm", "poison_rate", "poison_classes", "drop_poisoned", "quantized", "defense",
@@ -33,6 +36,8 @@ COLUMNS = (
     "final_train_acc", "train_size", "test_size", "craft_seconds", "train_seconds", "device", "precision", "noise_key",
     "noise_cached", "craft_stop_reason", "craft_iterations", "craft_final_error", "compile",
     "data_digest", "torch_version", "threads", "l0_max_delta", "inputs",
+    "poisoned_images", "psnr_mean", "psnr_worst", "ssim_mean", "ssim_worst", "linf_max", "l2_mean", "l0_values_mean",
+    "imperceptibility_note",
 )
 
 

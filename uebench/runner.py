@@ -17,6 +17,7 @@ from uebench.cell import Cell, noise_request, source_victim
 from uebench.compute import prepare_model
 from uebench.craft.crafting import PASS_THROUGH, Crafted, craft, other_crafter
 from uebench.failures import ComponentError
+from uebench.imperceptibility import measure_released, unavailable
 from uebench.poison import release_scope
 from uebench.progress import NULL_REPORTER, Reporter
 from uebench.protocols import stratified_subset
@@ -81,6 +82,7 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
     crafted = cell_noise(cell, loaded, reporter)
     released = release_scope(loaded.x_train, loaded.y_train, crafted.noise, rate=spec.poison_rate, classes=cell.poison_classes,
                              drop=spec.drop_poisoned, quantize=spec.quantize, generator=loaded.streams.generator("poison"))
+    imperceptibility = measure_imperceptibility(released)
     train_data = TrainData(released.images, released.labels, loaded.num_classes, x_clean=released.clean)
 
     seed_global(loaded.streams.init)
@@ -95,4 +97,15 @@ def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list
         raise
     except Exception as exc:
         raise ComponentError.wrap(f"training victim {cell.victim_name!r} under defense {cell.defense_name!r}", exc) from exc
-    return result_row(cell, crafted, result, settings, len(trainer.data), len(loaded.y_test)), result.history
+    row = result_row(cell, crafted, result, settings, len(trainer.data), len(loaded.y_test), imperceptibility)
+    return row, result.history
+
+
+def measure_imperceptibility(released) -> dict:
+    """The row's imperceptibility columns of the released set (``uebench.imperceptibility``).  A
+    failure to measure is said in the row's note and never ends the cell: the training run is
+    worth more than its visibility numbers, which ``leaderboard imperceptibility`` can fill later."""
+    try:
+        return measure_released(released)
+    except Exception as exc:  # noqa: BLE001 — any failure of the metrics: recorded, not raised
+        return unavailable(f"measuring failed: {type(exc).__name__}: {exc}")

@@ -6,6 +6,11 @@ images are blurred the same way so the victim is evaluated on what it trained on
 to show a third-party defense using two of the training loop's events (``augment`` and
 ``eval_images``); the built-in squeezes (``jpeg``, ``grayscale``, ``bit-depth``) are in
 ``uebench/defenses/squeeze.py``.
+
+It stays the example; the reference Gaussian defenses are the built-in ``gaussian`` (APBench's
+baseline: blur the training images once, test images untouched) and ``gaussian-noise``, in
+``uebench/defenses/gaussian.py``.  This one differs on purpose — it blurs each batch and the
+test images too, with a ±3σ kernel — and its name, ``gaussian-blur``, does not clash with theirs.
 """
 
 from __future__ import annotations

@@ -87,6 +87,35 @@ def leaderboard_migrate(results, assume_torch, data_dir):
         click.echo(f"{path}: {changed} row(s) migrated")
 
 
+@leaderboard_group.command(name="imperceptibility", short_help="Fill the PSNR/SSIM/Lp columns of rows written before them.")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="The noise cache the rows' noise was stored in (default: $UEBENCH_CACHE, ~/.cache/uebench/noise).")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Data root holding the datasets the rows ran on (else $UEBENCH_DATA, the user cache).")
+@click.option("--dry-run", is_flag=True, help="Measure and report, write nothing.")
+def leaderboard_imperceptibility(results, cache_dir, data_dir, dry_run):
+    """Fill the imperceptibility columns (psnr_mean … imperceptibility_note; see
+    uebench/imperceptibility.py) of every row of RESULTS (results CSVs, or folders holding a
+    results.csv) that lacks them: its released set rebuilt from the noise cache (by the row's
+    noise_key) or, for an uncached model-free attack, by crafting it again; a row whose noise
+    cannot be had gets empty values and a note saying why.  Rows are rewritten under the results
+    lock, so a sweep may append meanwhile."""
+    from pathlib import Path
+
+    from uebench.imperceptibility import Backfill, backfill_file
+
+    backfill = Backfill(cache_dir, data_dir, log=click.echo)
+    for given in results:
+        path = Path(given) / "results.csv" if Path(given).is_dir() else Path(given)
+        if not path.is_file():
+            raise click.BadParameter(f"{given!r} holds no results.csv", param_hint="RESULTS")
+        counts = backfill_file(path, backfill, dry_run=dry_run)
+        suffix = " — dry run, nothing written" if dry_run else ""
+        click.echo(f"{path}: {counts['measured']} row(s) measured, {counts['clean']} clean, "
+                   f"{counts['unavailable']} unavailable (their note says why){suffix}")
+
+
 @leaderboard_group.command(name="show", short_help="Print a dataset's leaderboards in the terminal.")
 @click.argument("dataset")
 @click.option("--protocol", default=None, help="Only this protocol (default: every protocol with rows for DATASET).")

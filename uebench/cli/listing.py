@@ -22,7 +22,7 @@ def _entry_dict(entry) -> dict:
 
 
 # each kind's own example pattern for its ``list --help`` (one that matches built-in names)
-EXAMPLE_PATTERNS = {"attack": "errmin*", "defense": "cut*", "victim": "resnet*", "dataset": "cifar*"}
+EXAMPLE_PATTERNS = {"attack": "errmin*", "defense": "cut*", "victim": "resnet*", "dataset": "cifar*", "detector": "linear*"}
 
 
 def _make_group(kind: str) -> click.Group:
@@ -63,7 +63,7 @@ def _make_group(kind: str) -> click.Group:
     return group
 
 
-GROUPS = [_make_group(kind) for kind in ("attack", "defense", "victim", "dataset")]
+GROUPS = [_make_group(kind) for kind in ("attack", "defense", "victim", "dataset", "detector")]
 
 
 @click.group(name="protocols", short_help="Named experiment scales: list them, or a subset's indices.")

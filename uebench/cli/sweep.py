@@ -39,14 +39,17 @@ from uebench.compute import COMPILE_MODES, PRECISIONS
               help="torch.compile every cell's victim (reduce-overhead: CUDA graphs on a GPU); not part of a cell's key.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="CPU threads each cell computes on; default: the protocol's (1). Part of every cell's key.")
+@click.option("--detect-only", is_flag=True,
+              help="Only score the released sets with the matrix's detectors (OUT/detections.csv); train nothing.")
 @click.option("--json", "as_json", is_flag=True,
               help="With --dry-run: the plan as JSON; else the new rows as JSON lines, no bars.")
 @click.pass_context
 def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpus_per_cell, data_dir, cache_dir, device,
-          precision, compile_mode, threads, as_json):
+          precision, compile_mode, threads, detect_only, as_json):
     """Run every cell of MATRIX (a TOML file; see uebench/sweep/matrix.py for the format) that
     OUT/results.csv does not hold yet.  A killed sweep loses at most the cells in flight:
-    rerun the same command and it does the rest.
+    rerun the same command and it does the rest.  A matrix with ``detectors = [...]`` also
+    scores every distinct released set with them, after the cells (OUT/detections.csv).
 
     \b
     Example:
@@ -62,7 +65,14 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
         check_reachable(address)  # seconds, before planning; ray.init would retry for minutes
     settings = {"data_dir": data_dir, "cache_dir": Path(cache_dir) if cache_dir else None, "device": device,
                 "precision": precision, "compile": compile_mode, "threads": threads, "plugins_dirs": ctx.obj["plugins_dirs"]}
+    from uebench.sweep.detection import plan_detection, run_detection
+
     plan = plan_sweep(Path(matrix), Path(out), **settings)
+    detection = plan_detection(Path(matrix), plan)
+    if detect_only and detection is None:
+        raise click.UsageError(f"--detect-only: {matrix} names no detectors (add detectors = [\"simple-networks\", ...])")
+    if detect_only:
+        plan.done |= {key for key, _ in plan.cells}  # nothing to train
     if dry_run:
         cells = [_describe(key, cell, key in plan.done, settings) for key, cell in plan.cells]
         if as_json:
@@ -74,6 +84,9 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
                        + (": " + ", ".join(crafts) if crafts else ""))
             if plan.todo:
                 click.echo(f"time for the cells to do: {_estimate(cells, Path(out)).describe()}")
+            if detection is not None:
+                click.echo(f"detection: {len(detection.todo)} released set(s) to score, {detection.done} verdict(s) already "
+                           f"in {Path(out) / 'detections.csv'}")
         return
     with Reporter(quiet=as_json) as reporter:
         if executor == "ray":
@@ -82,11 +95,20 @@ def sweep(ctx, matrix, out, dry_run, jobs, executor, address, cpus_per_cell, gpu
             outcome = run_ray(plan, reporter, address, cpus_per_cell, gpus_per_cell)
         else:
             outcome = run_local(plan, reporter, jobs)
+        if detection is not None and detection.todo:
+            detected, detect_failed = run_detection(detection, Path(out), reporter)
+            outcome.failed += detect_failed
+        else:
+            detected = []
     if as_json:
-        for row in outcome.rows:
+        for row in outcome.rows + detected:
             click.echo(json.dumps(row, default=str))
     else:
-        click.echo(f"{len(outcome.rows)} cell(s) run, {len(plan.done)} already done; rows in {Path(out) / 'results.csv'}")
+        if not detect_only:
+            click.echo(f"{len(outcome.rows)} cell(s) run, {len(plan.done)} already done; rows in {Path(out) / 'results.csv'}")
+        if detection is not None:
+            click.echo(f"{len(detected)} detection verdict(s) written, {detection.done} already there; "
+                       f"rows in {Path(out) / 'detections.csv'}")
     if outcome.failed:
         listing = "\n".join(f"  - {label}: {why}" for label, why in outcome.failed)
         raise click.ClickException(f"{len(outcome.failed)} cell(s) failed and have no row; "

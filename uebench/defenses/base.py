@@ -27,6 +27,10 @@ events, each defense in the order the user listed them (``--defense jpeg --defen
 
 ``group`` names a family whose members do not compose (see ``uebench.defenses.compose``).
 All hooks work on tensors on the training device, batched: no PIL, no per-image Python loop.
+``reporter`` is the run's :class:`uebench.progress.Reporter`, set by the loop before
+``prepare``: a defense whose ``prepare`` takes more than seconds (a purifier, a fitted
+projection) draws its progress bar there.  ``keeps_pixel_range`` is False for a defense whose
+``prepare`` returns float images outside [0, 1] on purpose (``orthogonal-projection``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from uebench.progress import NULL_REPORTER
 
 if TYPE_CHECKING:  # the loop imports this module; only type checkers need these names here
     from uebench.train.data import TrainData
@@ -47,6 +53,8 @@ class Defense:
     name: str = ""
     Options = None
     group: str | None = None
+    keeps_pixel_range: bool = True  # prepare's float images stay in [0, 1]
+    reporter = NULL_REPORTER  # the loop sets the run's reporter before prepare
 
     def __init__(self, options=None):
         self.options = options if options is not None else (self.Options() if self.Options else None)

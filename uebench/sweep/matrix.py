@@ -8,6 +8,7 @@ victims = ["cnn-small"]          # default: the protocol's victim
 defenses = ["none", "cutmix", ["jpeg", "cutmix"], {use = ["early-stop"], options = {early-stop = {clean_val = true}}}]
 eps = "8/255"                    # default 8/255
 quantize = true                  # default true (the released 8-bit images)
+detectors = ["simple-networks"]  # optional: also score every released set (OUT/detections.csv)
 
 [[attacks]]                      # crossed with everything above
 name = "errmin-pgd"
@@ -44,7 +45,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TOP = {"protocol", "seeds", "datasets", "victims", "defenses", "eps", "quantize", "attacks", "cells",
-       "poison_rate", "poison_classes", "drop_poisoned"}
+       "poison_rate", "poison_classes", "drop_poisoned", "detectors"}
 ATTACK = {"name", "options"}
 CELL = {"attack", "options", "seeds", "datasets", "victims", "defenses", "eps", "quantize", "poison_rate",
         "poison_classes", "drop_poisoned", "victim_options"}
@@ -184,6 +185,19 @@ def read_matrix(path: Path) -> tuple[str, list[PlannedCell]]:
     if not cells:
         raise MatrixError(f"{path}: the matrix names no cells: add [[attacks]] or [[cells]] tables")
     return str(data["protocol"]), cells
+
+
+def read_detectors(path: Path) -> tuple[str, ...] | None:
+    """The detectors the matrix names (``detectors = [...]``; ``true`` for every registered
+    one: the empty tuple), or None when it names none."""
+    value = tomllib.loads(Path(path).read_text()).get("detectors")
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise MatrixError(f"{path}: detectors must be a non-empty list of detector names, or true for all; got {value!r}")
+    return tuple(value)
 
 
 def _expand(spec: dict, text: str, path: Path) -> list[PlannedCell]:

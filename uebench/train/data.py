@@ -26,8 +26,9 @@ class TrainData:
     """Everything a training run reads, on the compute device.
 
     ``x`` holds the training images as released: uint8 (the quantized release, the default) or
-    float32 in [0, 1] (un-quantized noise).  ``x_clean`` are the same images before poisoning,
-    in the same order.  ``x_val``/``y_val`` exist once a defense carved a validation split.
+    float32 in [0, 1] (un-quantized noise; after a defense whose ``prepare`` declares
+    ``keeps_pixel_range = False``, e.g. orthogonal projection, any finite float).  ``x_clean``
+    are the same images before poisoning, in the same order.  ``x_val``/``y_val`` exist once a defense carved a validation split.
     Defenses never change a ``TrainData`` in place: ``prepare`` returns a new one.
     """
 

@@ -116,6 +116,7 @@ class Trainer:
         self.order, self.augment, self.hflip = order, augment, hflip
         self.crop_generator = crop_generator(augment, device)
         for d in self.defenses:
+            d.reporter = reporter  # a long prepare (purification, a fitted projection) shows a bar
             data = d.prepare(data, augment)
         self.data = data
         if len(data) == 0:
