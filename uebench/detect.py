@@ -111,14 +111,11 @@ def cell_set_fields(cell) -> dict:
 def cell_suspect(cell, reporter: Reporter = NULL_REPORTER) -> tuple[SuspectSet, object]:
     """The cell's released training set as a defender receives it, with the clean originals
     (for detectors that look at the perturbation); crafts or loads the noise as ``run`` does."""
-    from uebench.poison import release_scope
-    from uebench.runner import cell_noise, load_cell
+    from uebench.runner import cell_noise, load_cell, release_cell
 
     loaded = load_cell(cell, reporter)
     crafted = cell_noise(cell, loaded, reporter)
-    released = release_scope(loaded.x_train, loaded.y_train, crafted.noise, rate=cell.spec.poison_rate,
-                             classes=cell.poison_classes, drop=cell.spec.drop_poisoned, quantize=cell.spec.quantize,
-                             generator=loaded.streams.generator("poison"))
+    released = release_cell(cell, loaded, crafted)
     suspect = SuspectSet(released.images, released.labels, loaded.num_classes, x_clean=released.clean,
                          description=cell.label.split("×")[0] + f" s{cell.spec.seed}")
     return suspect, crafted
@@ -131,6 +128,17 @@ def user_set_fields(path: Path, suspect: SuspectSet, digest: str, device) -> dic
             "quantized": suspect.x.dtype == torch.uint8, "seed": 0, "data_digest": digest,
             "torch_version": torch.__version__.split("+")[0], "device": device_label(torch.device(device)),
             "threads": torch.get_num_threads(), "precision": "fp32", "path": str(path)}
+
+
+def known_verdicts(out: Path) -> dict[str, dict]:
+    """The rows already in ``out/detections.csv``, by ``detect_key`` (empty when there is none)."""
+    import pandas as pd
+
+    path = Path(out) / DETECTIONS_FILE
+    if not path.is_file():
+        return {}
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return {r["detect_key"]: r for r in frame.to_dict("records")} if "detect_key" in frame else {}
 
 
 def write_rows(out: Path, rows: list[dict]) -> Path:

@@ -75,13 +75,20 @@ def cell_noise(cell: Cell, loaded: CellData, reporter: Reporter = NULL_REPORTER)
     return craft(cell.noise, loaded.ctx, cell.settings.cache_dir, reporter)
 
 
+def release_cell(cell: Cell, loaded: CellData, crafted: Crafted):
+    """The training set the cell releases (``poison.release_scope`` with the cell's scope): what
+    the victim trains on and what ``uebench detect`` scores."""
+    spec = cell.spec
+    return release_scope(loaded.x_train, loaded.y_train, crafted.noise, rate=spec.poison_rate, classes=cell.poison_classes,
+                         drop=spec.drop_poisoned, quantize=spec.quantize, generator=loaded.streams.generator("poison"))
+
+
 def run_cell(cell: Cell, reporter: Reporter = NULL_REPORTER) -> tuple[dict, list[dict]]:
     """Run a prepared cell end to end; returns its results row and per-epoch curve (unwritten)."""
-    spec, device = cell.spec, cell.device
+    device = cell.device
     loaded = load_cell(cell, reporter)
     crafted = cell_noise(cell, loaded, reporter)
-    released = release_scope(loaded.x_train, loaded.y_train, crafted.noise, rate=spec.poison_rate, classes=cell.poison_classes,
-                             drop=spec.drop_poisoned, quantize=spec.quantize, generator=loaded.streams.generator("poison"))
+    released = release_cell(cell, loaded, crafted)
     imperceptibility = measure_imperceptibility(released)
     train_data = TrainData(released.images, released.labels, loaded.num_classes, x_clean=released.clean)
 

@@ -90,18 +90,6 @@ def detect(ctx, path, attack, detectors, options, dataset, protocol, seeds, eps,
         click.echo(f"rows in {Path(out) / 'detections.csv'}")
 
 
-def _known_keys(out: Path) -> dict[str, dict]:
-    import pandas as pd
-
-    from uebench.detect import DETECTIONS_FILE
-
-    path = out / DETECTIONS_FILE
-    if not path.exists():
-        return {}
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return {r["detect_key"]: r for r in frame.to_dict("records")} if "detect_key" in frame else {}
-
-
 def _detect_path(path, clean, chosen, out, device, seed, as_json) -> list[dict]:
     import torch
 
@@ -131,7 +119,7 @@ def _detect_cells(ctx, host, attack, attack_pairs, chosen, dataset, protocol, se
                   data_dir, cache_dir, out, device, threads, as_json) -> list[dict]:
     from uebench.cell import CellSpec, RunSettings, prepare
     from uebench.cli.routing import route_options
-    from uebench.detect import cell_set_fields, cell_suspect, detect_key, detection_row, score, write_rows
+    from uebench.detect import cell_set_fields, cell_suspect, detect_key, detection_row, known_verdicts, score, write_rows
     from uebench.progress import Reporter
     from uebench.protocols import default_protocol_name, get_protocol
 
@@ -139,7 +127,7 @@ def _detect_cells(ctx, host, attack, attack_pairs, chosen, dataset, protocol, se
     a_opts, _, _ = route_options(attack_pairs, host, attack, ("none",), None, chosen_protocol)
     settings = RunSettings(data_dir=data_dir, out=out, cache_dir=Path(cache_dir) if cache_dir else None, device=device,
                            threads=threads, plugins_dirs=ctx.find_root().obj["plugins_dirs"])
-    known, rows = _known_keys(out), []
+    known, rows = known_verdicts(out), []
     with Reporter(quiet=as_json) as reporter:
         cells = [prepare(CellSpec(attack=attack, dataset=dataset, protocol=protocol, seed=seed, eps=eps, poison_rate=poison_rate,
                                   poison_classes=tuple(c for c in poison_classes.split(",") if c.strip()),

@@ -12,15 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from uebench.detect import (
-    DETECTIONS_FILE,
     build_detectors,
     cell_set_fields,
     cell_suspect,
     detect_key,
     detection_row,
+    known_verdicts,
     score,
     write_rows,
 )
@@ -30,9 +28,9 @@ from uebench.sweep.matrix import read_detectors
 
 @dataclass
 class DetectionPlan:
-    """The sets to score: (cell standing for the set, detectors still to run on it)."""
+    """The sets to score: (cell standing for the set, its set fields, detectors still to run on it)."""
 
-    todo: list[tuple[object, list]] = field(default_factory=list)
+    todo: list[tuple[object, dict, list]] = field(default_factory=list)
     done: int = 0  # (set, detector) pairs already in the file
 
 
@@ -45,7 +43,7 @@ def plan_detection(matrix: Path, plan) -> DetectionPlan | None:
     if host is None:
         return DetectionPlan()
     detectors = build_detectors(host, names, {})
-    known = _known(plan.out / DETECTIONS_FILE)
+    known = known_verdicts(plan.out)
     out, seen = DetectionPlan(), set()
     for _, cell in plan.cells:
         base = cell_set_fields(cell)
@@ -56,7 +54,7 @@ def plan_detection(matrix: Path, plan) -> DetectionPlan | None:
         todo = [d for d in detectors if detect_key(base, d) not in known]
         out.done += len(detectors) - len(todo)
         if todo:
-            out.todo.append((cell, todo))
+            out.todo.append((cell, base, todo))
     return out
 
 
@@ -64,10 +62,10 @@ def run_detection(plan: DetectionPlan, out: Path, reporter) -> tuple[list[dict],
     """Score every set still to do; returns (rows written, failures (label, why))."""
     rows, failed = [], []
     bar = reporter.task("detection", total=len(plan.todo))
-    for cell, detectors in plan.todo:
+    for cell, base, detectors in plan.todo:
         try:
             suspect, _ = cell_suspect(cell, reporter)
-            scored = [detection_row(cell_set_fields(cell), s, len(suspect))
+            scored = [detection_row(base, s, len(suspect))
                       for s in score(suspect, detectors, cell.spec.seed, cell.device, reporter)]
         except CellFailure as exc:
             failed.append((cell.label, str(exc)))
@@ -80,9 +78,3 @@ def run_detection(plan: DetectionPlan, out: Path, reporter) -> tuple[list[dict],
     bar.close()
     return rows, failed
 
-
-def _known(path: Path) -> set[str]:
-    if not path.is_file():
-        return set()
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return set(frame["detect_key"]) if "detect_key" in frame else set()
