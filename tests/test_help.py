@@ -116,7 +116,7 @@ def test_leaderboard_commands_live_in_their_own_module():
 
     group = cli.commands["leaderboard"]
     assert group is leaderboard.leaderboard_group
-    assert set(group.commands) == {"build", "migrate", "imperceptibility", "show", "compare"}
+    assert set(group.commands) == {"build", "migrate", "imperceptibility", "show", "compare", "site", "gallery"}
     assert not hasattr(listing, "leaderboard_group")
 
 

@@ -3,10 +3,10 @@
 ``uebench leaderboard build`` reads every ``leaderboards/<protocol>/results.csv`` and writes
 ``leaderboards/<protocol>.md``: one table per dataset × victim × poison rate with attacks as rows
 and defenses as columns (mean ± standard deviation of clean test accuracy over seeds, and the
-seed count), beside the paper's reported numbers where the paper has the same cell. Beside the
-CSV it writes the same numbers as bars with error bars (``<protocol>/accuracy.svg``) and every
-run's per-epoch curve (``<protocol>/curves.svg``); the markdown embeds both (``uebench.plots``
-draws them).
+seed count), beside the published numbers of ``reported.toml`` (``uebench.reported``) where a
+record is exactly the cell's configuration. Beside the CSV it writes the figures of
+``uebench.plots.figures`` (one per question: attack × defense, accuracy per epoch, against the
+poison rate, per class), those the rows can answer, and the markdown embeds them.
 
 A table cell averages rows of one configuration only: rows are grouped by their ``config_key``
 (``uebench.cellkey``: the cell key without the seed), and two configurations that would share
@@ -25,26 +25,12 @@ from uebench.atomic import atomic_write
 from uebench.detection_board import detection_table
 from uebench.stats import GROUP, as_text, cell_stats, current_version, group_title, labelled, none_first, spread
 
-# Huang et al. 2021, CIFAR-10, ResNet-18 (PAPER.md Tables 1 and 3): (attack label, defense) → %.
-# Table 3's Fast AutoAugment column has no entry: uebench's ``autoaugment`` is AutoAugment's policy.
-PAPER_REPORTED = {
-    ("none", "none"): 94.95,
-    ("errmin-pgd form=sample", "none"): 19.93,
-    ("errmin-pgd form=class", "none"): 16.42,
-    ("errmin-pgd form=sample", "cutmix"): 22.40,
-    ("errmin-pgd form=class", "cutmix"): 16.19,
-    ("errmin-pgd form=sample", "cutout"): 19.30,
-    ("errmin-pgd form=class", "cutout"): 14.62,
-    ("errmin-pgd form=sample", "mixup"): 58.51,
-    ("errmin-pgd form=class", "mixup"): 17.63,
-}
+# The published numbers beside the measured ones are the records of ``<root>/reported.toml``
+# (``uebench.reported``): a cell shows one where a record is exactly its configuration.
 
 
-# The plots ``build`` writes into ``<protocol>/`` and ``render`` embeds: (file name, alt text).
-PLOTS = (
-    ("accuracy.svg", "Mean clean test accuracy per attack and defense"),
-    ("curves.svg", "Clean test accuracy per epoch: one panel per attack, the mean over seeds per defense"),
-)
+# The figures ``build`` writes into ``<protocol>/`` and ``render`` embeds are ``uebench.plots.figures``
+# (``plots.NAMES``: every file name they may have).
 
 
 def grid(part: pd.DataFrame, column: str = "final_test_acc") -> tuple[list[str], list[tuple[str, list]]]:
@@ -65,24 +51,31 @@ def cell_text(cell) -> str:
     return f"{cell['mean']:.2f}{spread(cell['sd'])} (n={int(cell['n'])}{interval})"
 
 
-def table(part: pd.DataFrame, protocol: str, column: str = "final_test_acc") -> list[str]:
+def table(part: pd.DataFrame, protocol: str, column: str = "final_test_acc", reported=None) -> list[str]:
     """One markdown table of ``column``: attacks as rows, defenses (``+``-joined when composed) as
-    columns, each cell ``mean ± sd (n=…)``; ``paper`` tables add the paper's number."""
+    columns, each cell ``mean ± sd (n=…)``; ``paper`` tables add the published number of a
+    ``reported`` record (``uebench.reported.Reported``) that is exactly the cell's configuration."""
     defenses, rows = grid(part, column)
     lines = ["| attack | " + " | ".join(defenses) + " |", "|---|" + "---|" * len(defenses)]
     for label, cells in rows:
         texts = []
         for d, cell in zip(defenses, cells, strict=True):
-            paper = (PAPER_REPORTED.get((label, d)) if protocol == "paper" and column == "final_test_acc" and cell is not None
-                     else None)
-            texts.append(cell_text(cell) + (f" · paper {paper:.2f}" if paper is not None else ""))
+            paper = None
+            if reported is not None and protocol == "paper" and column == "final_test_acc" and cell is not None:
+                first = part[(part["attack_label"] == label) & (part["defense"] == d)].iloc[0]  # a cell is one configuration
+                paper = reported.for_cell(protocol, first["dataset"], first["victim"], None, first)
+            texts.append(cell_text(cell) + (f" · {published_by(paper)} {paper.value:.2f}" if paper is not None else ""))
         lines.append(f"| {label} | " + " | ".join(texts) + " |")
     return [*lines, ""]
 
 
-def render(frame: pd.DataFrame, protocol: str, detections: pd.DataFrame | None = None) -> str:
-    """The markdown for one protocol; it links the plots that ``build`` writes beside it, and
-    ends with the detection table where the board has ``detections.csv``."""
+def render(frame: pd.DataFrame, protocol: str, detections: pd.DataFrame | None = None, reported=None,
+           figures=()) -> str:
+    """The markdown for one protocol; it embeds ``figures`` (``uebench.plots.Figure``s, which
+    ``build`` writes beside it into ``<protocol>/``; none by default), and
+    ends with the detection table where the board has ``detections.csv``.  ``reported`` (a
+    ``uebench.reported.Reported``; ``build`` reads ``<root>/reported.toml``) gives the published
+    numbers: beside the ``paper`` protocol's cells, and the sentence that closes the other boards."""
     shown = current_version(frame)
     older = len(frame) - len(shown)
     frame = labelled(shown)
@@ -106,11 +99,11 @@ def render(frame: pd.DataFrame, protocol: str, detections: pd.DataFrame | None =
     numerics = numerics_line(frame)
     if numerics:
         lines += [numerics, ""]
-    for name, alt in PLOTS:
-        lines += [f"![{alt}]({protocol}/{name})", ""]
+    for figure in figures:  # what ``build`` wrote beside this file: name, alt text, caption
+        lines += [f"![{figure.alt}]({protocol}/{figure.name})", "", f"*{figure.caption}*", ""]
     for key, part in frame.groupby(GROUP, sort=True):
         lines += [f"## {group_title(key)}", ""]
-        lines += table(part, protocol)
+        lines += table(part, protocol, reported=reported)
         if "oracle_best_test_acc" in part and part["oracle_best_test_acc"].notna().any():
             lines += [
                 "Oracle: the highest per-epoch *test* accuracy of each run (what a defender holding the test labels",
@@ -120,25 +113,75 @@ def render(frame: pd.DataFrame, protocol: str, detections: pd.DataFrame | None =
             ]
         lines += imperceptibility_table(part)
     lines += detection_table(detections)
-    if protocol != "paper":
-        p = PAPER_REPORTED
-        lines += [
-            "For scale: the paper (CIFAR-10, ResNet-18, full data, 60 epochs) reports clean "
-            f"{p[('none', 'none')]:.2f}%,",
-            f"Δs {p[('errmin-pgd form=sample', 'none')]:.2f}%, Δc {p[('errmin-pgd form=class', 'none')]:.2f}% without defense, "
-            f"and {p[('errmin-pgd form=sample', 'cutmix')]:.2f}% / {p[('errmin-pgd form=class', 'cutmix')]:.2f}% under CutMix.",
-            "",
-        ]
+    lines += for_scale(reported) if protocol != "paper" else []
     return "\n".join(lines)
 
 
-def imperceptibility_table(part: pd.DataFrame) -> list[str]:
+
+def published_by(record) -> str:
+    """How a table cell names a published number's source: ``paper`` for the seed paper's (Huang
+    et al. 2021), else the source's authors (``Liu et al. 2023 (ISS)``)."""
+    return "paper" if record.source.startswith("Huang et al. 2021") else record.source.split(",", 1)[0]
+
+
+def for_scale(reported) -> list[str]:
+    """The sentence closing a board of another scale: the seed paper's CIFAR-10 ResNet-18 numbers
+    (clean; Δs and Δc without defense and under CutMix), read from the ``reported`` records (none
+    where a record is missing)."""
+    if reported is None:
+        return []
+    numbers = [reported.find(attack, options, defense, source="Huang et al. 2021")
+               for attack, options, defense in (("none", None, "none"), ("errmin-pgd", {"form": "sample"}, "none"),
+                                                ("errmin-pgd", {"form": "class"}, "none"),
+                                                ("errmin-pgd", {"form": "sample"}, "cutmix"),
+                                                ("errmin-pgd", {"form": "class"}, "cutmix"))]
+    if any(n is None for n in numbers):
+        return []
+    clean, sample, cls, sample_cutmix, class_cutmix = (n.value for n in numbers)
+    return [
+        f"For scale: the paper (CIFAR-10, ResNet-18, full data, 60 epochs) reports clean {clean:.2f}%,",
+        f"Δs {sample:.2f}%, Δc {cls:.2f}% without defense, and {sample_cutmix:.2f}% / {class_cutmix:.2f}% under CutMix.",
+        "",
+    ]
+
+def imperceptibility_rows(part: pd.DataFrame) -> list[dict]:
     """How visible each attack's released poison is, beside its accuracy without a defense
     (``uebench.imperceptibility``): per attack label, PSNR and SSIM (mean over the poisoned
     images, and the worst image), the largest |δ| and the mean L2 and L0, each the mean over the
-    seeds measured (one release per seed: rows of other defenses share it).  Empty (no lines)
-    when no row of ``part`` has the columns, as on a board written before them."""
+    seeds measured (one release per seed: rows of other defenses share it), as the table shows
+    them (text).  Empty when no row of ``part`` has the columns, as on a board written before
+    them.  The markdown's table and the site's columns are both these rows."""
     if "poisoned_images" not in part or not pd.to_numeric(part["poisoned_images"], errors="coerce").notna().any():
+        return []
+    out = []
+    for label in sorted(part["attack_label"].unique(), key=none_first):
+        rows = part[part["attack_label"] == label]
+        plain = rows[rows["defense"] == "none"]["final_test_acc"].astype(float)
+        counted = rows.assign(images=pd.to_numeric(rows["poisoned_images"], errors="coerce"))
+        seeds = counted[counted["images"].notna()].drop_duplicates("seed")
+        entry = {"label": label, "accuracy": f"{100 * plain.mean():.2f}" if len(plain) else "—",
+                 "measured": f"{len(seeds)}/{rows['seed'].nunique()}"}
+        names = ("psnr_mean", "psnr_worst", "ssim_mean", "ssim_worst", "linf", "l2_mean", "l0_mean")
+        if seeds.empty:
+            entry.update(dict.fromkeys(names, "—"))
+        elif (seeds["images"] == 0).all():
+            entry.update({"psnr_mean": "clean", **dict.fromkeys(names[1:], "")})
+        else:
+            seeds = seeds[seeds["images"] > 0]
+            mean = {c: pd.to_numeric(seeds[c], errors="coerce").mean() for c in
+                    ("psnr_mean", "psnr_worst", "ssim_mean", "ssim_worst", "linf_max", "l2_mean", "l0_values_mean")}
+            entry.update({"psnr_mean": f"{mean['psnr_mean']:.2f}", "psnr_worst": f"{mean['psnr_worst']:.2f}",
+                          "ssim_mean": f"{mean['ssim_mean']:.4f}", "ssim_worst": f"{mean['ssim_worst']:.4f}",
+                          "linf": f"{255 * mean['linf_max']:.2f}/255", "l2_mean": f"{mean['l2_mean']:.3f}",
+                          "l0_mean": f"{mean['l0_values_mean']:.0f}"})
+        out.append(entry)
+    return out
+
+
+def imperceptibility_table(part: pd.DataFrame) -> list[str]:
+    """The markdown table of :func:`imperceptibility_rows` (no lines when there are none)."""
+    rows = imperceptibility_rows(part)
+    if not rows:
         return []
     lines = ["Imperceptibility of the released poison (over the poisoned images, released − clean; mean over seeds;",
              "PSNR in dB, L∞ in /255 of the [0, 1] scale, L0 = changed values per image; `leaderboard imperceptibility`",
@@ -146,25 +189,9 @@ def imperceptibility_table(part: pd.DataFrame) -> list[str]:
              "| attack | acc. no defense (%) | PSNR mean | PSNR worst | SSIM mean | SSIM worst | L∞ | L2 mean | L0 mean "
              "| seeds measured |",
              "|---|" + "---|" * 9]
-    for label in sorted(part["attack_label"].unique(), key=none_first):
-        rows = part[part["attack_label"] == label]
-        plain = rows[rows["defense"] == "none"]["final_test_acc"].astype(float)
-        acc = f"{100 * plain.mean():.2f}" if len(plain) else "—"
-        counted = rows.assign(images=pd.to_numeric(rows["poisoned_images"], errors="coerce"))
-        seeds = counted[counted["images"].notna()].drop_duplicates("seed")
-        total = rows["seed"].nunique()
-        if seeds.empty:
-            cells = ["—"] * 7
-        elif (seeds["images"] == 0).all():
-            cells = ["clean"] + [""] * 6
-        else:
-            seeds = seeds[seeds["images"] > 0]
-            mean = {c: pd.to_numeric(seeds[c], errors="coerce").mean() for c in
-                    ("psnr_mean", "psnr_worst", "ssim_mean", "ssim_worst", "linf_max", "l2_mean", "l0_values_mean")}
-            cells = [f"{mean['psnr_mean']:.2f}", f"{mean['psnr_worst']:.2f}", f"{mean['ssim_mean']:.4f}",
-                     f"{mean['ssim_worst']:.4f}", f"{255 * mean['linf_max']:.2f}/255", f"{mean['l2_mean']:.3f}",
-                     f"{mean['l0_values_mean']:.0f}"]
-        lines.append(f"| {label} | {acc} | " + " | ".join(cells) + f" | {len(seeds)}/{total} |")
+    for r in rows:
+        cells = [r[c] for c in ("psnr_mean", "psnr_worst", "ssim_mean", "ssim_worst", "linf", "l2_mean", "l0_mean")]
+        lines.append(f"| {r['label']} | {r['accuracy']} | " + " | ".join(cells) + f" | {r['measured']} |")
     return [*lines, ""]
 
 
@@ -182,23 +209,29 @@ def numerics_line(frame: pd.DataFrame) -> str:
 
 
 def build(root: Path) -> list[Path]:
-    """Regenerate every ``<root>/<protocol>.md`` and the plots it embeds
-    (``<root>/<protocol>/accuracy.svg``, ``curves.svg``); returns the files written, plots first."""
+    """Regenerate every ``<root>/<protocol>.md`` and the figures it embeds (``<root>/<protocol>/``
+    ``accuracy.svg`` …, those of ``uebench.plots.figures``); returns the files written, figures
+    first.  A figure file the rows no longer make (``plots.NAMES``) is removed."""
     from uebench import plots  # here: a build needs matplotlib, a table (show, compare) does not
+    from uebench.reported import read as read_reported
 
     written = []
+    reported = read_reported(root)  # <root>/reported.toml: the published numbers (None where there is none)
     for csv in sorted(Path(root).glob("*/results.csv")):
         protocol = csv.parent.name
         frame = pd.read_csv(csv)
         rows = labelled(current_version(frame))
-        images = {"accuracy.svg": plots.accuracy_svg(rows), "curves.svg": plots.curves_svg(rows, csv.parent / "curves")}
-        for name, _ in PLOTS:  # before the markdown, so it never links a missing image
-            atomic_write(csv.parent / name, lambda tmp, data=images[name]: Path(tmp).write_bytes(data))
-            written.append(csv.parent / name)
+        figures = plots.figures(rows, csv.parent / "curves")
+        for figure in figures:  # before the markdown, so it never links a missing image
+            atomic_write(csv.parent / figure.name, lambda tmp, data=figure.svg: Path(tmp).write_bytes(data))
+            written.append(csv.parent / figure.name)
         out = Path(root) / f"{protocol}.md"
         found = csv.parent / "detections.csv"  # uebench.detect.DETECTIONS_FILE (not imported: it loads torch)
         detections = pd.read_csv(found, dtype=str, keep_default_na=False) if found.exists() else None
-        text = render(frame, protocol, detections)
+        text = render(frame, protocol, detections, reported, figures)
         atomic_write(out, lambda tmp, text=text: Path(tmp).write_text(text))
         written.append(out)
+        for name in plots.NAMES:  # after the markdown, which no longer links it
+            if name not in {f.name for f in figures}:
+                (csv.parent / name).unlink(missing_ok=True)
     return written

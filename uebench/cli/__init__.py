@@ -57,10 +57,11 @@ def cli(ctx: click.Context, plugins_dirs: tuple[str, ...]):
 
 
 def _register_subcommands() -> None:
-    from uebench.cli import detect, leaderboard, listing, run, sweep
+    from uebench.cli import detect, leaderboard, listing, noise, run, sweep
 
     cli.add_command(run.run)
     cli.add_command(detect.detect)
+    cli.add_command(noise.noise_group)
     cli.add_command(sweep.sweep)
     for group in listing.GROUPS:
         cli.add_command(group)

@@ -22,8 +22,9 @@ ROOT_HELP = "Folder holding one <protocol>/results.csv per protocol."
 @leaderboard_group.command(name="build", short_help="Regenerate every board's markdown and plots.")
 @click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True), help=ROOT_HELP)
 def leaderboard_build(root):
-    """Regenerate ROOT/<protocol>.md, with its plots ROOT/<protocol>/accuracy.svg and
-    curves.svg, from every ROOT/<protocol>/results.csv."""
+    """Regenerate ROOT/<protocol>.md, with the figures it embeds (ROOT/<protocol>/accuracy.svg,
+    curves.svg, poison-rate.svg, per-class.svg: those the rows can answer), from every
+    ROOT/<protocol>/results.csv."""
     from pathlib import Path
 
     from uebench.leaderboard import build
@@ -31,6 +32,84 @@ def leaderboard_build(root):
     _check_leaderboard_root(Path(root))
     for path in build(Path(root)):
         click.echo(f"wrote {path}")
+
+
+@leaderboard_group.command(name="site", short_help="Build the static leaderboard website.")
+@click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True), help=ROOT_HELP)
+@click.option("--out", required=True, type=click.Path(),
+              help="Folder for the site: new, empty, or an earlier site (replaced whole).")
+def leaderboard_site(root, out):
+    """Write the leaderboards as a static website into OUT: one page per protocol × dataset ×
+    victim with sortable, filterable attack × defense tables; a page per cell with its seeds,
+    curves and the command that reproduces each; the gallery of poisons; the published numbers
+    beside the measured ones.  No server and nothing from the network: open OUT/index.html.
+
+    \b
+    Example:
+      uebench leaderboard site --out site && xdg-open site/index.html
+    """
+    from pathlib import Path
+
+    from uebench.site import SiteError, build_site
+
+    _check_leaderboard_root(Path(root))
+    try:
+        pages = build_site(Path(root), Path(out))
+    except SiteError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--out'") from None
+    click.echo(f"wrote {len(pages)} pages to {out}; open {Path(out) / 'index.html'}")
+
+
+@leaderboard_group.command(name="gallery", short_help="Draw every attack of a board on the same ten images, as PNGs.")
+@click.option("--root", default="leaderboards", show_default=True, type=click.Path(file_okay=False, exists=True), help=ROOT_HELP)
+@click.option("--protocol", default="cpu", show_default=True,
+              help="The board whose attacks to draw (ROOT/<protocol>/results.csv).")
+@click.option("--attack", "pattern", default=None, metavar="PATTERN",
+              help="Only the attack labels (or attack names) this fnmatch pattern matches, e.g. 'errmin*'; the others "
+                   "keep their entries.")
+@click.option("--cached-only", is_flag=True,
+              help="Craft nothing the noise cache would store: an attack not in it is listed as not crafted, with the "
+                   "command that crafts it (model-free attacks are made again: seconds).")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Dataset root (else $UEBENCH_DATA, else ~/.cache/uebench).")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Noise cache (else $UEBENCH_CACHE, else ~/.cache/uebench/noise).")
+@click.pass_context
+def leaderboard_gallery(ctx, root, protocol, pattern, cached_only, data_dir, cache_dir):
+    """Write ROOT/gallery/<protocol>/<dataset>/: for every attack of the board's main table (one
+    per attack label, fully poisoned rows of the protocol's current version, seed 0) the released
+    image and its amplified noise for the same training images — the first of each class — as
+    32×32 PNGs (<slug>/poisoned-<k>.png, <slug>/delta-<k>.png; clean/<k>.png once), and
+    gallery.json: per attack its options, form, norm, noise key, the images' indices, PSNR, and
+    the `uebench noise show` command that draws it; an attack that could not be drawn is listed
+    with why and the command that crafts it.  Noise is crafted through the noise cache (without
+    --cached-only every attack not cached is crafted: minutes to hours each); a rerun on the same
+    cache writes the same bytes.
+
+    \b
+    Example:
+      uebench leaderboard gallery --protocol cpu --cached-only
+    """
+    from pathlib import Path
+
+    from uebench.gallery_board import GalleryInputError, build_gallery
+    from uebench.progress import Reporter
+
+    if not (Path(root) / protocol / "results.csv").is_file():
+        raise click.BadParameter(f"no {Path(root) / protocol / 'results.csv'}: a board is ROOT/<protocol>/results.csv",
+                                 param_hint="'--root' / '--protocol'")
+    try:
+        with Reporter() as reporter:
+            written = build_gallery(Path(root), protocol, pattern, cached_only, data_dir, Path(cache_dir) if cache_dir else None,
+                                    ctx.find_root().obj["plugins_dirs"], reporter)
+    except GalleryInputError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--attack'" if pattern else "'--protocol'") from None
+    for path in written:
+        entries = json.loads(path.read_text())["attacks"]
+        shown = sum(1 for e in entries.values() if e["status"] == "shown")
+        click.echo(f"wrote {path}: {shown} of {len(entries)} attacks shown"
+                   + (f"; not shown: {', '.join(sorted(k for k, e in entries.items() if e['status'] != 'shown'))}"
+                      if shown < len(entries) else ""))
 
 
 def _check_leaderboard_root(root) -> None:

@@ -76,11 +76,9 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
     Example:
       uebench run --attack errmin-pgd -o form=class --defense jpeg --defense cutmix
     """
-    from uebench.cell import CellSpec, RunSettings, prepare
-    from uebench.cli.routing import route_options
+    from uebench.cell import prepare
     from uebench.plugins import get_host
     from uebench.progress import Reporter
-    from uebench.protocols import default_protocol_name, get_protocol
     from uebench.record import record
     from uebench.runner import run_cell
 
@@ -88,16 +86,7 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
     host = get_host(plugins_dirs)
     for info in host.failures:
         click.echo(f"warning: plugin {info.name!r} ({info.source}) failed to load: {info.error}", err=True)
-    chosen_protocol = get_protocol(protocol or default_protocol_name())
-    a_opts, d_opts, v_opts = route_options(parse_assignments(options), host, attack, defenses, victim, chosen_protocol)
-    spec = CellSpec(
-        attack=attack, defenses=tuple(defenses), victim=victim, dataset=dataset, protocol=protocol, seed=seed, eps=eps,
-        poison_rate=poison_rate, poison_classes=tuple(c for c in poison_classes.split(",") if c.strip()),
-        drop_poisoned=drop_poisoned, quantize=not float_noise, attack_options=a_opts, defense_options=d_opts,
-        victim_options=v_opts,
-    )
-    settings = RunSettings(data_dir=data_dir, out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, device=device,
-                           precision=precision, compile=compile_mode, threads=threads, plugins_dirs=plugins_dirs)
+    spec, settings = cell_request(ctx.params, host, plugins_dirs)
     with Reporter(quiet=as_json) as reporter:
         cell = prepare(spec, settings, host, reporter)
         row, history = run_cell(cell, reporter)
@@ -108,6 +97,31 @@ def run(ctx, attack, defenses, victim, dataset, protocol, seed, eps, poison_rate
         Console().print(summary_table(row))
         click.echo(f"row appended to {Path(out) / 'results.csv'}")
         print_board_comparison(row, Path(board) if board else None)
+
+
+def cell_request(params: dict, host, plugins_dirs=()):
+    """``uebench run``'s parsed parameters (click's ``ctx.params``) → the cell's (CellSpec,
+    RunSettings): what the command asks for, before anything is checked against data.  Also how
+    ``tests/test_run_command.py`` replays a leaderboard row's reproduce command."""
+    from uebench.cell import CellSpec, RunSettings
+    from uebench.cli.routing import route_options
+    from uebench.protocols import default_protocol_name, get_protocol
+
+    p = params
+    chosen_protocol = get_protocol(p["protocol"] or default_protocol_name())
+    a_opts, d_opts, v_opts = route_options(parse_assignments(p["options"]), host, p["attack"], p["defenses"], p["victim"],
+                                           chosen_protocol)
+    spec = CellSpec(
+        attack=p["attack"], defenses=tuple(p["defenses"]), victim=p["victim"], dataset=p["dataset"], protocol=p["protocol"],
+        seed=p["seed"], eps=p["eps"], poison_rate=p["poison_rate"],
+        poison_classes=tuple(c for c in p["poison_classes"].split(",") if c.strip()), drop_poisoned=p["drop_poisoned"],
+        quantize=not p["float_noise"], attack_options=a_opts, defense_options=d_opts, victim_options=v_opts,
+    )
+    cache_dir = p["cache_dir"]
+    settings = RunSettings(data_dir=p["data_dir"], out=Path(p["out"]), cache_dir=Path(cache_dir) if cache_dir else None,
+                           device=p["device"], precision=p["precision"], compile=p["compile_mode"], threads=p["threads"],
+                           plugins_dirs=plugins_dirs)
+    return spec, settings
 
 
 def print_board_comparison(row: dict, board: Path | None) -> None:
