@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
+from uebench.cellkey import is_missing
 from uebench.leaderboard import grid, imperceptibility_rows
-from uebench.stats import GROUP, as_text, current_version, labelled, parse_options, spread
+from uebench.stats import GROUP, current_version, labelled, parse_options, spread
 
 # The columns of a section's table beyond the defenses, shown when the reader asks for them.
 IMPERCEPTIBILITY_COLUMNS = (("psnr_mean", "PSNR (dB)"), ("ssim_mean", "SSIM"), ("linf", "L∞"), ("l2_mean", "L2"),
@@ -115,7 +116,8 @@ class CellPage:
     label: str
     defense: str
     link: CellLink
-    runs: tuple[Run, ...]
+    rows: tuple = ()  # the index labels of its rows in the protocol's frame
+    runs: tuple[Run, ...] = ()
     classes: tuple[str, ...] = field(default=())
 
     @property
@@ -148,8 +150,10 @@ def load_rows(root: Path) -> dict[str, tuple[pd.DataFrame, int]]:
 
 
 def boards_of(protocol: str, rows: pd.DataFrame, older: int, numerics: str, reported=None,
-              galleries: dict | None = None) -> list[tuple[Board, list[CellPage]]]:
-    """The boards of one protocol's rows and the cell pages each links to."""
+              gallery_links: dict | None = None) -> list[tuple[Board, list[CellPage]]]:
+    """The boards of one protocol's rows and the cell pages each links to (``reported``: the
+    published numbers, ``uebench.reported.Reported``; ``gallery_links``: dataset → attack label →
+    its gallery page)."""
     from uebench.protocols import PROTOCOLS
 
     known = PROTOCOLS.get(protocol)
@@ -161,11 +165,11 @@ def boards_of(protocol: str, rows: pd.DataFrame, older: int, numerics: str, repo
         board = Board(protocol, dataset, victim, description, version, older, numerics, (), len(board_rows),
                       board_rows["configuration"].nunique())
         for key, part in sorted(board_rows.groupby(GROUP, sort=True), key=lambda kv: _section_order(kv[0])):
-            section, section_pages = _section(board, key, part, reported, (galleries or {}).get(dataset, {}))
+            section, section_pages = _section(board, key, part, reported, (gallery_links or {}).get(dataset, {}))
             sections.append(section)
             pages += section_pages
-        board = Board(**{**board.__dict__, "sections": tuple(sections)})
-        pages = [CellPage(**{**p.__dict__, "board": board}) for p in pages]
+        board = replace(board, sections=tuple(sections))
+        pages = [replace(p, board=board) for p in pages]
         out.append((board, pages))
     return out
 
@@ -203,13 +207,13 @@ def _section(board: Board, key, part: pd.DataFrame, reported, gallery: dict) -> 
                             float(cell["ci_high"]), None if o is None else float(o["mean"]),
                             f"cells/{cell_id(configuration)}.html", record)
             links.append(link)
-            pages.append(CellPage(cell_id(configuration), board, section, label, defense, link, ()))
+            pages.append(CellPage(cell_id(configuration), board, section, label, defense, link, tuple(runs.index)))
         found = imperceptibility.get(label, {})
         gallery_entry = gallery.get(label)
         rows.append(TableRow(label, tuple(links), {k: found.get(k, "") for k, _ in IMPERCEPTIBILITY_COLUMNS},
                              gallery_entry))
     section = Section(title, anchor, tuple(defenses), tuple(rows))
-    pages = [CellPage(**{**p.__dict__, "section": section}) for p in pages]
+    pages = [replace(p, section=section) for p in pages]
     return section, pages
 
 
@@ -217,18 +221,14 @@ def with_runs(page: CellPage, rows: pd.DataFrame, curves: Path, classes: tuple[s
     """``page`` with its seeds' rows, curves and commands (read only for the pages written)."""
     from uebench.run_command import run_command
 
-    mine = rows[rows["configuration"].map(cell_id) == page.id].sort_values(["seed", "run_id"])
+    mine = rows.loc[list(page.rows)].sort_values(["seed", "run_id"])
     runs = []
     for record in mine.to_dict("records"):
         record = {**record, "defense": record["defense_name"]}
-        clean = {k: ("" if _missing(v) else v) for k, v in record.items()}
+        clean = {k: ("" if is_missing(v) else v) for k, v in record.items()}
         path = Path(curves) / f"{record['run_id']}.csv"
         runs.append(Run(clean, run_command(record), pd.read_csv(path) if path.is_file() else None))
-    return CellPage(**{**page.__dict__, "runs": tuple(runs), "classes": classes})
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and pd.isna(value))
+    return replace(page, runs=tuple(runs), classes=classes)
 
 
 def options_text(text) -> str:
@@ -237,12 +237,4 @@ def options_text(text) -> str:
     return "\n".join(f"{k} = {json.dumps(v)}" for k, v in sorted(parsed.items())) or "(defaults)"
 
 
-def numerics_of(rows: pd.DataFrame) -> str:
-    """The markdown's line naming the data and numerics the rows ran on."""
-    from uebench.leaderboard import numerics_line
-
-    return numerics_line(rows)
-
-
-__all__ = ["Board", "CellLink", "CellPage", "Run", "Section", "TableRow", "as_text", "boards_of", "load_rows",
-           "numerics_of", "options_text", "with_runs"]
+__all__ = ["Board", "CellLink", "CellPage", "Run", "Section", "TableRow", "boards_of", "load_rows", "options_text", "with_runs"]

@@ -8,7 +8,6 @@ gallery and the published numbers from ``uebench.reported``.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from uebench import __version__
+from uebench.leaderboard import numerics_line
 from uebench.site import charts
 from uebench.site.model import (
     IMPERCEPTIBILITY_COLUMNS,
@@ -23,7 +23,6 @@ from uebench.site.model import (
     CellPage,
     boards_of,
     load_rows,
-    numerics_of,
     options_text,
     slug,
     with_runs,
@@ -72,7 +71,7 @@ class SiteWriter:
         for protocol, (rows, older) in protocols.items():
             figures[protocol] = self.figures(protocol, rows)
             detections[protocol] = self.detections(protocol)
-            for board, pages in boards_of(protocol, rows, older, numerics_of(rows), reported,
+            for board, pages in boards_of(protocol, rows, older, numerics_line(rows), reported,
                                           gallery_links.get(protocol, {})):
                 boards.append(board)
                 self.page(f"{board.slug}.html", "board.html", board=board, figures=figures[protocol],
@@ -176,8 +175,4 @@ class SiteWriter:
                 "per_class_values": [(n, per_class[k]) for n, k in zip(names, sorted(per_class), strict=True)]}
 
 
-def dump(value) -> str:
-    return json.dumps(value, indent=1, sort_keys=True)
-
-
-__all__ = ["SiteWriter", "dump", "slug"]
+__all__ = ["SiteWriter"]
