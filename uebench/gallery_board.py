@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uebench.progress import NULL_REPORTER, Reporter
+from uebench.stats import slug
 
 GALLERY_FILE = "gallery.json"
 NOT_CACHED = "not in the noise cache"
@@ -113,12 +114,6 @@ def _parts_from_cache(cell, loaded, cache):
 
 def _options_text(options: dict) -> str:
     return "".join(f"{k}={v} " for k, v in sorted(options.items()))
-
-
-def slug(label: str) -> str:
-    """A file-name-safe, stable name for an attack label: ``errmin-pgd form=class [patch=8]`` →
-    ``errmin-pgd-form-class-patch-8`` (the site's rule, ``uebench.site.model.slug``)."""
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "x"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ and the 95% Student-t interval of each (label, defense) cell; ``compare`` the We
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 
@@ -20,6 +21,12 @@ def attack_label(row: pd.Series) -> str:
     """``errmin-pgd form=class``: the attack plus its form, the one option every reader needs."""
     form = json.loads(row["attack_options"]).get("form") if isinstance(row["attack_options"], str) else None
     return f"{row['attack']} form={form}" if form else row["attack"]
+
+
+def slug(text: str) -> str:
+    """A file-name-safe, stable name for a label: ``errmin-pgd form=class [patch=8]`` →
+    ``errmin-pgd-form-class-patch-8`` (gallery folders, site pages and anchors)."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "x"
 
 
 def parse_options(text) -> dict:

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from uebench.site.model import slug
+from uebench.stats import slug
 
 GALLERY_FILE = "gallery.json"
 

@@ -14,7 +14,6 @@ A *board* is one protocol × dataset × victim (the issue's unit of a leaderboar
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pandas as pd
 
 from uebench.cellkey import is_missing
 from uebench.leaderboard import grid, imperceptibility_rows
-from uebench.stats import GROUP, current_version, labelled, parse_options, spread
+from uebench.stats import GROUP, current_version, labelled, parse_options, slug, spread
 
 # The columns of a section's table beyond the defenses, shown when the reader asks for them.
 IMPERCEPTIBILITY_COLUMNS = (("psnr_mean", "PSNR (dB)"), ("ssim_mean", "SSIM"), ("linf", "L∞"), ("l2_mean", "L2"),
@@ -123,11 +122,6 @@ class CellPage:
     @property
     def first(self) -> dict:
         return self.runs[0].row
-
-
-def slug(text: str) -> str:
-    """A file-name-safe, stable name: ``cpu-cifar10-cnn-small``."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
 def cell_id(configuration: str) -> str:

@@ -24,9 +24,9 @@ from uebench.site.model import (
     boards_of,
     load_rows,
     options_text,
-    slug,
     with_runs,
 )
+from uebench.stats import slug
 
 STATIC = Path(__file__).parent / "static"
 CHANCE = {"cifar10": 10.0, "svhn": 10.0, "cifar100": 1.0}
